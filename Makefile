@@ -1,0 +1,53 @@
+# Everything runs from a project-local virtualenv (.venv) and a project-local Node folder (.tools/node),
+# so a fresh machine with Python >= 3.11, make, node and npm is enough.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NODE_DIR := .tools/node
+NODE_PACKAGES := @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/sdk@1.32.0 @stoplight/prism-cli@5.16.0
+
+.PHONY: help install demo test lint typecheck pytest node-tools format clean
+
+help:
+	@echo "make demo   - set up and run a scripted session against the embedded Polar double"
+	@echo "make test   - ruff, pyright and the whole pytest suite (installs what it needs)"
+	@echo "make format - apply ruff's formatter and safe fixes"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(NODE_DIR)/.installed: Makefile
+	mkdir -p $(NODE_DIR)
+	npm install --silent --no-audit --no-fund --prefix $(NODE_DIR) $(NODE_PACKAGES)
+	touch $@
+
+node-tools: $(NODE_DIR)/.installed
+
+demo: install
+	$(BIN)/python -m polar_mcp.demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/pyright
+
+pytest: install node-tools
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .tools dist build .pytest_cache .ruff_cache
