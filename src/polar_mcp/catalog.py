@@ -1,0 +1,206 @@
+"""The customer's catalog: listing, searching, finding one item, reusing links still fresh.
+
+Polar has no get-one endpoint, so finding an item means listing. What a listing taught us (which
+benefit an item is under, its current link) is remembered per principal, bounded in size and time,
+so a follow-up `get_download_link` is usually answered with one narrow call or none at all.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from polar_mcp.cache import BoundedCache
+from polar_mcp.polar.client import PolarClient
+from polar_mcp.polar.models import Downloadable
+from polar_mcp.polar.sessions import TokenSource
+
+LINK_REUSE_MARGIN = 300.0
+"""A remembered link is reused only while it has more than this many seconds left."""
+
+SNAPSHOT_TTL = 60.0
+"""How long a whole-catalog scan answers name lookups before the catalog is scanned again."""
+
+MAX_CANDIDATES = 10
+
+
+class CatalogError(Exception):
+    """A lookup that cannot be answered as asked; `message` says what to do instead."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ItemNotFoundError(CatalogError):
+    """No item has that id or name."""
+
+
+class AmbiguousNameError(CatalogError):
+    """Several items match a name; `candidates` are the first few of them."""
+
+    def __init__(self, message: str, candidates: list[Downloadable]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of results, from Polar's pages or from a filtered whole-catalog search."""
+
+    items: list[Downloadable]
+    page: int
+    limit: int
+    total_count: int
+    max_page: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.page < self.max_page
+
+
+@dataclass
+class _Memory:
+    """What one principal's listings taught us."""
+
+    items: dict[str, Downloadable] = field(default_factory=dict[str, Downloadable])
+    by_file_id: dict[str, str] = field(default_factory=dict[str, str])
+    snapshot: list[str] | None = None
+    snapshot_at: float = -math.inf
+
+
+class Catalog:
+    """Answers catalog questions for any principal, through one `PolarClient`."""
+
+    MAX_PRINCIPALS = 1024
+    MAX_ITEMS_PER_PRINCIPAL = 50_000
+
+    def __init__(
+        self,
+        client: PolarClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        memory_ttl: float = 3600.0,
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._memories: BoundedCache[str, _Memory] = BoundedCache(
+            max_entries=self.MAX_PRINCIPALS, ttl=memory_ttl, clock=clock
+        )
+
+    @property
+    def client(self) -> PolarClient:
+        return self._client
+
+    async def list(
+        self,
+        source: TokenSource,
+        *,
+        benefit_ids: Sequence[str] = (),
+        page: int = 1,
+        limit: int = 20,
+        query: str | None = None,
+    ) -> Listing:
+        """A page of the catalog; with `query`, a page of the matches from the whole catalog."""
+        if query is None:
+            result = await self._client.list_downloadables(
+                source, page=page, limit=limit, benefit_ids=benefit_ids
+            )
+            self._remember(source, result.items)
+            return Listing(
+                list(result.items), page, limit, result.pagination.total_count, result.pagination.max_page
+            )
+        items = await self._scan(source, benefit_ids)
+        needle = query.casefold().strip()
+        matches = [item for item in items if needle in item.file.name.casefold()]
+        start = (page - 1) * limit
+        return Listing(
+            matches[start : start + limit], page, limit, len(matches), math.ceil(len(matches) / limit)
+        )
+
+    async def find(
+        self, source: TokenSource, *, downloadable_id: str | None = None, name: str | None = None
+    ) -> Downloadable:
+        """One item by id (or file id), or by name, with a link that has time left."""
+        if downloadable_id is not None:
+            return await self._find_by_id(source, downloadable_id.strip())
+        if name is not None:
+            return await self._find_by_name(source, name)
+        raise CatalogError("Give downloadable_id or name.")
+
+    async def _find_by_id(self, source: TokenSource, wanted: str) -> Downloadable:
+        memory = self._memory(source)
+        known = memory.items.get(memory.by_file_id.get(wanted, wanted))
+        if known is not None:
+            if self._link_is_fresh(known):
+                return known
+            for item in await self._scan(source, [known.benefit_id]):
+                if wanted in (item.id, item.file.id):
+                    return item
+        else:
+            for item in await self._scan(source, ()):
+                if wanted in (item.id, item.file.id):
+                    return item
+        raise ItemNotFoundError(
+            f"No downloadable has the id {wanted!r} in this customer's catalog (it may have been "
+            "withdrawn). Call list_downloadables to see current ids, or pass name instead."
+        )
+
+    async def _find_by_name(self, source: TokenSource, name: str) -> Downloadable:
+        memory = self._memory(source)
+        if memory.snapshot is not None and self._clock() - memory.snapshot_at <= SNAPSHOT_TTL:
+            items = [memory.items[i] for i in memory.snapshot if i in memory.items]
+        else:
+            items = await self._scan(source, ())
+        needle = name.strip().casefold()
+        exact = [item for item in items if item.file.name.casefold() == needle]
+        matches = exact or [item for item in items if needle in item.file.name.casefold()]
+        if not matches:
+            raise ItemNotFoundError(
+                f"No file name matches {name.strip()[:80]!r}. Call list_downloadables (with query) "
+                "to see the names and ids of the files."
+            )
+        if len(matches) > 1:
+            raise AmbiguousNameError(
+                f"{len(matches)} files match {name.strip()[:80]!r}; call again with downloadable_id.",
+                matches[:MAX_CANDIDATES],
+            )
+        found = matches[0]
+        if self._link_is_fresh(found):
+            return found
+        return await self._find_by_id(source, found.id)
+
+    async def _scan(self, source: TokenSource, benefit_ids: Sequence[str]) -> list[Downloadable]:
+        items = await self._client.list_all_downloadables(source, benefit_ids=benefit_ids)
+        memory = self._remember(source, items)
+        if not benefit_ids:
+            memory.snapshot = [item.id for item in items]
+            memory.snapshot_at = self._clock()
+        return items
+
+    def _memory(self, source: TokenSource) -> _Memory:
+        memory = self._memories.get(source.principal)
+        if memory is None:
+            memory = _Memory()
+            self._memories.put(source.principal, memory)
+        return memory
+
+    def _remember(self, source: TokenSource, items: Sequence[Downloadable]) -> _Memory:
+        memory = self._memory(source)
+        for item in items:
+            memory.items[item.id] = item
+            memory.by_file_id[item.file.id] = item.id
+        if len(memory.items) > self.MAX_ITEMS_PER_PRINCIPAL:
+            # Rare (a catalog larger than the bound): start over rather than track recency per item.
+            memory.items = {item.id: item for item in items}
+            memory.by_file_id = {item.file.id: item.id for item in items}
+            memory.snapshot = None
+        return memory
+
+    def _link_is_fresh(self, item: Downloadable) -> bool:
+        left = item.file.download.expires_at.timestamp() - self._wall_clock()
+        return left > LINK_REUSE_MARGIN

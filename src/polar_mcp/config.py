@@ -1,0 +1,125 @@
+"""Settings from the environment and command-line flags.
+
+`POLAR_*` names are Polar identity and endpoints, `POLAR_MCP_*` this server's behaviour. Every
+setting has a flag (the name without its prefix, lowercase, dashes) except secrets: a token on the
+command line would show in `ps`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+SERVERS = {"production": "https://api.polar.sh", "sandbox": "https://sandbox-api.polar.sh"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its field, environment variable, flag (None for secrets) and help text."""
+
+    field: str
+    env: str
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str | None:
+        if self.secret:
+            return None
+        name = self.env.removeprefix("POLAR_MCP_").removeprefix("POLAR_")
+        return "--" + name.lower().replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "customer_session",
+        "POLAR_CUSTOMER_SESSION",
+        "customer (polar_cst_…) or member (polar_mst_…) session token",
+        secret=True,
+    ),
+    Option("server", "POLAR_SERVER", "Polar environment: production (default) or sandbox"),
+    Option("api_url", "POLAR_API_URL", "Polar API base URL, overriding --server (proxies, tests)"),
+    Option("api_version", "POLAR_API_VERSION", "Polar-Version header to send (YYYY-MM); none by default"),
+    Option("timeout", "POLAR_MCP_TIMEOUT", "seconds a Polar call may take, retries included (default 30)"),
+    Option("log_level", "POLAR_MCP_LOG_LEVEL", "stderr log level: DEBUG, INFO (default), WARNING, ERROR"),
+)
+
+
+class ConfigError(Exception):
+    """A setting has a value polar-mcp cannot use; the message names the variable and the flag."""
+
+
+class Settings(BaseModel):
+    """Everything polar-mcp needs to run, validated once at start-up."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_session: SecretStr | None = None
+    server: Literal["production", "sandbox"] = "production"
+    api_url: str | None = None
+    api_version: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("customer_session", mode="before")
+    @classmethod
+    def _strip_token(cls, value: Any) -> Any:
+        # Tokens pasted into host configs often carry a stray newline or spaces.
+        return value.strip() or None if isinstance(value, str) else value
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://api.polar.sh")
+        return value.strip().rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL: POLAR_API_URL if set, else the chosen environment's host."""
+        return self.api_url or SERVERS[self.server]
+
+
+def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from `environ`, then flags in `overrides` (None values ignored), validated."""
+    raw: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = environ.get(option.env)
+        if value is not None and value.strip() != "":
+            raw[option.field] = value
+    raw.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_explain(error)) from None
+
+
+def _explain(error: ValidationError) -> str:
+    by_field = {option.field: option for option in OPTIONS}
+    lines: list[str] = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        option = by_field.get(field)
+        where = field if option is None else option.env + (f" / {option.flag}" if option.flag else "")
+        shown = "" if option is None or option.secret else f" (got {str(problem.get('input'))[:60]!r})"
+        message = re.sub(r"^Value error, ", "", problem["msg"])
+        lines.append(f"{where}: {message}{shown}")
+    return "Invalid configuration: " + "; ".join(lines)

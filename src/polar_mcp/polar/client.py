@@ -1,0 +1,289 @@
+"""The Polar HTTP client: one long-lived `httpx2.AsyncClient`, retries, deadlines, typed errors.
+
+It knows HTTP and Polar, nothing of MCP. Tokens are passed per call through a `TokenSource`, never
+set as default headers, because one client serves every caller of an HTTP deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import httpx2
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from polar_mcp import __version__
+from polar_mcp.cache import BoundedCache
+from polar_mcp.polar.errors import (
+    AuthenticationError,
+    MalformedResponseError,
+    PolarConnectionError,
+    PolarError,
+    PolarTimeoutError,
+    error_from_response,
+)
+from polar_mcp.polar.models import Downloadable, DownloadablesPage, SessionIntrospection
+from polar_mcp.polar.sessions import TokenSource, principal_key
+
+logger = logging.getLogger(__name__)
+
+DOWNLOADABLES_PATH = "/v1/customer-portal/downloadables/"
+INTROSPECT_PATH = "/v1/customer-portal/customer-session/introspect"
+MAX_PAGE_SIZE = 100
+USER_AGENT = f"polar-mcp/{__version__}"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries on 408/429/5xx and connection errors only, with capped exponential backoff."""
+
+    max_retries: int = 2
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """Bounds that protect Polar's rate limit and our memory."""
+
+    per_principal_concurrency: int = 10
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_catalog_pages: int = 200
+
+
+class PolarClient:
+    """Calls Polar's customer-portal endpoints with a caller's token."""
+
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        *,
+        timeout: float,
+        polar_version: str | None = None,
+        retry: RetryPolicy | None = None,
+        limits: ClientLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._http = http
+        self._timeout = timeout
+        self._polar_version = polar_version
+        self._retry = retry or RetryPolicy()
+        self._limits = limits or ClientLimits()
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        # One limiter per principal, shared by every call for it, so a burst of tool calls (or a
+        # concurrent catalog scan) never exceeds a handful of requests in flight for one customer.
+        self._limiters: BoundedCache[str, anyio.CapacityLimiter] = BoundedCache(
+            max_entries=4096, ttl=3600.0, clock=clock
+        )
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @staticmethod
+    def new_http_client(base_url: str, timeout: float) -> httpx2.AsyncClient:
+        """The one `AsyncClient` a process needs: explicit timeouts and our User-Agent."""
+        return httpx2.AsyncClient(
+            base_url=base_url,
+            timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+
+    async def list_downloadables(
+        self,
+        source: TokenSource,
+        *,
+        page: int = 1,
+        limit: int = MAX_PAGE_SIZE,
+        benefit_ids: Sequence[str] = (),
+    ) -> DownloadablesPage:
+        """One page of the customer's downloadables, optionally narrowed to some benefits."""
+        params = [("benefit_id", b) for b in benefit_ids] + [("page", str(page)), ("limit", str(limit))]
+        return await self._get(source, DOWNLOADABLES_PATH, params, DownloadablesPage)
+
+    async def list_all_downloadables(
+        self, source: TokenSource, *, benefit_ids: Sequence[str] = ()
+    ) -> list[Downloadable]:
+        """The whole catalog: page 1 tells `max_page`, the rest are fetched concurrently, in order."""
+        first = await self.list_downloadables(source, page=1, limit=MAX_PAGE_SIZE, benefit_ids=benefit_ids)
+        last = min(first.pagination.max_page, self._limits.max_catalog_pages)
+        pages: dict[int, list[Downloadable]] = {1: list(first.items)}
+
+        async def fetch(number: int) -> None:
+            result = await self.list_downloadables(
+                source, page=number, limit=MAX_PAGE_SIZE, benefit_ids=benefit_ids
+            )
+            pages[number] = list(result.items)
+
+        if last > 1:
+            # Concurrency is bounded by the per-principal limiter inside _get.
+            async with anyio.create_task_group() as group:
+                for number in range(2, last + 1):
+                    group.start_soon(fetch, number)
+        seen: set[str] = set()
+        items: list[Downloadable] = []
+        # Pages are fetched at slightly different moments: an item can shift across a page boundary.
+        for number in sorted(pages):
+            for item in pages[number]:
+                if item.id not in seen:
+                    seen.add(item.id)
+                    items.append(item)
+        return items
+
+    async def introspect(self, source: TokenSource) -> SessionIntrospection:
+        """When the current session expires; a cheap way to check a token."""
+        return await self._get(source, INTROSPECT_PATH, [], SessionIntrospection)
+
+    async def _get(self, source: TokenSource, path: str, params: list[tuple[str, str]], model: type[M]) -> M:
+        deadline = self._clock() + self._timeout
+        token = await source.token()
+        try:
+            body = await self.request("GET", path, token=token, params=params, deadline=deadline)
+        except AuthenticationError:
+            # A session that can be renewed gets one fresh token and one more try, same deadline.
+            renewed = await source.renew(token)
+            if renewed is None:
+                raise
+            body = await self.request("GET", path, token=renewed, params=params, deadline=deadline)
+        return parse_json(body, model)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: SecretStr,
+        params: Sequence[tuple[str, str]] | None = None,
+        json_body: dict[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> bytes:
+        """Send one logical request with retries; return the body of the 2xx answer."""
+        deadline = deadline if deadline is not None else self._clock() + self._timeout
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}", "Accept": "application/json"}
+        if self._polar_version:
+            headers["Polar-Version"] = self._polar_version
+        limiter = self._limiter_for(token)
+        attempt = 0
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise self._timeout_error()
+            try:
+                async with limiter:
+                    return await self._attempt(method, path, headers, params, json_body, remaining)
+            except PolarError as error:
+                wait = self._retry_wait(error, attempt)
+                if wait is None or self._clock() + wait >= deadline:
+                    raise
+                attempt += 1
+                logger.info("retrying %s %s in %.2f s (%s)", method, path, wait, type(error).__name__)
+                await self._sleep(wait)
+
+    def _limiter_for(self, token: SecretStr) -> anyio.CapacityLimiter:
+        key = principal_key(token.get_secret_value())
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            limiter = anyio.CapacityLimiter(self._limits.per_principal_concurrency)
+            self._limiters.put(key, limiter)
+        return limiter
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        params: Sequence[tuple[str, str]] | None,
+        json_body: dict[str, Any] | None,
+        remaining: float,
+    ) -> bytes:
+        try:
+            with anyio.fail_after(remaining):
+                async with self._http.stream(
+                    method, path, params=list(params or ()), json=json_body, headers=headers
+                ) as response:
+                    body = await self._read_capped(response)
+        except TimeoutError as error:
+            raise self._timeout_error() from error
+        except httpx2.TimeoutException as error:
+            raise self._timeout_error() from error
+        except httpx2.TransportError as error:
+            raise PolarConnectionError(
+                f"Could not reach Polar at {self._http.base_url} ({type(error).__name__}); "
+                "check the network and POLAR_API_URL / POLAR_SERVER, then retry."
+            ) from error
+        if 200 <= response.status_code < 300:
+            return body
+        raise error_from_response(response.status_code, response.headers, body, now=self._wall_clock())
+
+    async def _read_capped(self, response: httpx2.Response) -> bytes:
+        cap = self._limits.max_body_bytes
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise _too_large(cap)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise _too_large(cap)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _retry_wait(self, error: PolarError, attempt: int) -> float | None:
+        if not error.retryable or attempt >= self._retry.max_retries:
+            return None
+        if isinstance(error, PolarTimeoutError):
+            return None  # the deadline is spent: another attempt has no time left
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(retry_after, float):
+            # Honour Retry-After, but never wait longer than one request may take.
+            return None if retry_after > self._timeout else retry_after
+        backoff = min(self._retry.max_delay, self._retry.base_delay * 2**attempt)
+        return backoff * self._rng.uniform(0.5, 1.0)
+
+    def _timeout_error(self) -> PolarTimeoutError:
+        return PolarTimeoutError(
+            f"Polar did not answer within {_seconds(self._timeout)} (POLAR_MCP_TIMEOUT); try again shortly."
+        )
+
+
+def parse_json(body: bytes, model: type[M]) -> M:
+    """Validate a JSON body into `model`, turning any mismatch into a clear error."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        first = error.errors()[0] if error.errors() else None
+        if first is not None and first["type"] == "json_invalid":
+            raise MalformedResponseError(
+                "Polar sent a response that is not valid JSON (perhaps cut off); try again."
+            ) from None
+        where = ".".join(str(p) for p in first["loc"]) if first else "?"
+        raise MalformedResponseError(
+            f"Polar sent a response polar-mcp could not read (unexpected shape at '{where}'); "
+            "try again, and if it persists Polar's API may have changed."
+        ) from None
+
+
+def _too_large(cap: int) -> MalformedResponseError:
+    return MalformedResponseError(
+        f"Polar's response was larger than {cap // (1024 * 1024)} MiB, which polar-mcp refuses to read."
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s" if value < 10 else f"{math.ceil(value)} s"

@@ -1,0 +1,84 @@
+"""Lenient models of Polar's answers: unknown fields are ignored, unknown enum values accepted.
+
+Only what polar-mcp uses is declared; Polar may add fields at any time without breaking us.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _as_utc(value: datetime) -> datetime:
+    # A timestamp without an offset is taken as UTC, as Polar means it, never as local time.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+def _usable_link(value: str) -> str:
+    # A link that is not plain http(s) is dropped (""), not passed on: the model would show it.
+    if re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]+", value):
+        return value
+    return ""
+
+
+LinkURL = Annotated[str, AfterValidator(_usable_link)]
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class DownloadURL(_Lenient):
+    """A signed Polar link: a secret capability that expires (about one hour)."""
+
+    url: LinkURL
+    expires_at: UTCDateTime
+    headers: dict[str, str] = Field(default_factory=dict[str, str])
+
+
+class FileDownload(_Lenient):
+    """The file behind a downloadable. `size` in bytes is the truth; `size_readable` is not parsed."""
+
+    id: str
+    name: str
+    size: int = Field(ge=0)
+    download: DownloadURL
+    mime_type: str | None = None
+    version: str | None = None
+    checksum_sha256_hex: str | None = None
+    checksum_sha256_base64: str | None = None
+    last_modified_at: UTCDateTime | None = None
+    # Polar has more services than its schema lists (support_case_attachment): accept any string.
+    service: str | None = None
+
+
+class Downloadable(_Lenient):
+    """One file the customer may download, under the benefit that granted it."""
+
+    id: str
+    benefit_id: str
+    file: FileDownload
+
+
+class Pagination(_Lenient):
+    total_count: int = Field(ge=0)
+    max_page: int = Field(ge=0)
+
+
+class DownloadablesPage(_Lenient):
+    """One page of `GET /v1/customer-portal/downloadables/`."""
+
+    items: list[Downloadable]
+    pagination: Pagination
+
+
+class SessionIntrospection(_Lenient):
+    """`GET /v1/customer-portal/customer-session/introspect`."""
+
+    expires_at: UTCDateTime

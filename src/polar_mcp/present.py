@@ -1,0 +1,207 @@
+"""What the model sees: compact structured results and short text, never raw API JSON.
+
+Keys with no value are left out. Untrusted strings from Polar are neutralised here, in both the
+structured and the text form, so neither can carry control characters or forged lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from polar_mcp.catalog import Listing
+from polar_mcp.polar.models import Downloadable
+from polar_mcp.untrusted import clean_text
+
+NAME_LIMIT = 200
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class FileItem(_Out):
+    """One file in a listing; `id` is what get_download_link takes."""
+
+    id: str
+    benefit_id: str
+    file_id: str
+    name: str
+    mime_type: str | None = None
+    size_bytes: int
+    size: str
+    version: str | None = None
+    last_modified_at: str | None = None
+    sha256: str | None = None
+
+
+class DownloadablesList(_Out):
+    """A page of the customer's files."""
+
+    items: list[FileItem]
+    page: int
+    limit: int
+    total_count: int
+    max_page: int
+    has_more: bool
+
+
+class DownloadLink(_Out):
+    """A fresh signed link to one file; the URL is a secret that expires."""
+
+    id: str
+    file_id: str
+    benefit_id: str
+    name: str
+    url: str
+    expires_at: str
+    expires_in_seconds: int
+    size_bytes: int
+    mime_type: str | None = None
+    sha256: str | None = None
+    headers: dict[str, str] | None = None
+
+
+def human_size(size: int) -> str:
+    """Bytes as a person reads them, in SI units: 2400000 -> '2.4 MB'."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.95 or unit == "TB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def utc_iso(moment: datetime) -> str:
+    """UTC ISO 8601 ending in Z, to the second."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sha256_hex(item: Downloadable) -> str | None:
+    """The file's SHA-256 in hex, from Polar's hex or base64 checksum; None if absent or malformed."""
+    hex_value = item.file.checksum_sha256_hex
+    if hex_value and _HEX64.match(hex_value):
+        return hex_value.lower()
+    b64_value = item.file.checksum_sha256_base64
+    if b64_value:
+        try:
+            raw = base64.b64decode(b64_value, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if len(raw) == 32:
+            return raw.hex()
+    return None
+
+
+def file_name(item: Downloadable) -> str:
+    return clean_text(item.file.name, NAME_LIMIT) or "(unnamed file)"
+
+
+def file_item(item: Downloadable) -> FileItem:
+    modified = item.file.last_modified_at
+    return FileItem(
+        id=item.id,
+        benefit_id=item.benefit_id,
+        file_id=item.file.id,
+        name=file_name(item),
+        mime_type=clean_text(item.file.mime_type, 100) if item.file.mime_type else None,
+        size_bytes=item.file.size,
+        size=human_size(item.file.size),
+        version=clean_text(item.file.version, 40) if item.file.version else None,
+        last_modified_at=utc_iso(modified) if modified else None,
+        sha256=sha256_hex(item),
+    )
+
+
+def downloadables_list(listing: Listing) -> DownloadablesList:
+    return DownloadablesList(
+        items=[file_item(item) for item in listing.items],
+        page=listing.page,
+        limit=listing.limit,
+        total_count=listing.total_count,
+        max_page=listing.max_page,
+        has_more=listing.has_more,
+    )
+
+
+def listing_text(result: DownloadablesList, *, query: str | None = None) -> str:
+    """Files grouped by benefit, one short line each, and how to get more."""
+    searched = f" matching {clean_text(query, 60)!r}" if query else ""
+    if not result.items:
+        if result.total_count and result.page > result.max_page:
+            return (
+                f"Page {result.page} is past the end: {result.total_count} files{searched} fill "
+                f"{result.max_page} page(s). Call again with page=1."
+            )
+        return f"No files{searched}." if searched else "No purchased files are available to this customer."
+    first = (result.page - 1) * result.limit + 1
+    last = first + len(result.items) - 1
+    lines = [
+        f"Files {first}–{last} of {result.total_count}{searched} (page {result.page} of {result.max_page}):"
+    ]
+    for benefit_id, group in _by_benefit(result.items):
+        lines.append(f"Benefit {benefit_id} — {len(group)} file{'s' if len(group) != 1 else ''}:")
+        lines.extend(_item_line(item) for item in group)
+    if result.has_more:
+        lines.append(f"More: call again with page={result.page + 1}.")
+    return "\n".join(lines)
+
+
+def _by_benefit(items: Sequence[FileItem]) -> list[tuple[str, list[FileItem]]]:
+    groups: dict[str, list[FileItem]] = {}
+    for item in items:
+        groups.setdefault(item.benefit_id, []).append(item)
+    return list(groups.items())
+
+
+def _item_line(item: FileItem) -> str:
+    kind = f" · {item.mime_type}" if item.mime_type else ""
+    version = f" · v{item.version}" if item.version else ""
+    return f"- {item.name} · {item.size}{kind}{version} · id {item.id}"
+
+
+def download_link(item: Downloadable, *, now: datetime) -> DownloadLink:
+    expires = item.file.download.expires_at
+    return DownloadLink(
+        id=item.id,
+        file_id=item.file.id,
+        benefit_id=item.benefit_id,
+        name=file_name(item),
+        url=item.file.download.url,
+        expires_at=utc_iso(expires),
+        expires_in_seconds=max(0, int((expires - now).total_seconds())),
+        size_bytes=item.file.size,
+        mime_type=clean_text(item.file.mime_type, 100) if item.file.mime_type else None,
+        sha256=sha256_hex(item),
+        headers=dict(item.file.download.headers) or None,
+    )
+
+
+def link_text(link: DownloadLink) -> str:
+    minutes = link.expires_in_seconds // 60
+    lines = [
+        f"Download link for {link.name} ({human_size(link.size_bytes)}):",
+        link.url,
+        f"Expires {link.expires_at} (in {minutes} min). Keep it private: anyone holding it can download "
+        "the file, and each opening counts as a download.",
+    ]
+    if link.headers:
+        lines.append(
+            "Send these headers with the request: "
+            + ", ".join(f"{clean_text(k, 60)}: {clean_text(v, 200)}" for k, v in link.headers.items())
+        )
+    return "\n".join(lines)
+
+
+def ambiguous_text(message: str, candidates: Sequence[Downloadable]) -> str:
+    lines = [message, "Candidates:"]
+    lines.extend(f"- {file_name(item)} · id {item.id}" for item in candidates)
+    return "\n".join(lines)
