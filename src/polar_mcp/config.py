@@ -8,12 +8,21 @@ command line would show in `ps`.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SERVERS = {"production": "https://api.polar.sh", "sandbox": "https://sandbox-api.polar.sh"}
 
@@ -42,6 +51,16 @@ OPTIONS: tuple[Option, ...] = (
         "customer (polar_cst_…) or member (polar_mst_…) session token",
         secret=True,
     ),
+    Option(
+        "access_token",
+        "POLAR_ACCESS_TOKEN",
+        "organization token (polar_oat_…, scope customer_sessions:write) to mint customer sessions",
+        secret=True,
+    ),
+    Option("customer_id", "POLAR_CUSTOMER_ID", "Polar customer id to mint sessions for"),
+    Option("external_customer_id", "POLAR_EXTERNAL_CUSTOMER_ID", "your own customer id to mint sessions for"),
+    Option("member_id", "POLAR_MEMBER_ID", "member id, for team customers"),
+    Option("external_member_id", "POLAR_EXTERNAL_MEMBER_ID", "your own member id, for team customers"),
     Option("server", "POLAR_SERVER", "Polar environment: production (default) or sandbox"),
     Option("api_url", "POLAR_API_URL", "Polar API base URL, overriding --server (proxies, tests)"),
     Option("api_version", "POLAR_API_VERSION", "Polar-Version header to send (YYYY-MM); none by default"),
@@ -60,13 +79,18 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     customer_session: SecretStr | None = None
+    access_token: SecretStr | None = None
+    customer_id: str | None = Field(default=None, max_length=200)
+    external_customer_id: str | None = Field(default=None, max_length=200)
+    member_id: str | None = Field(default=None, max_length=200)
+    external_member_id: str | None = Field(default=None, max_length=200)
     server: Literal["production", "sandbox"] = "production"
     api_url: str | None = None
     api_version: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
     timeout: float = Field(default=30.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("customer_session", mode="before")
+    @field_validator("customer_session", "access_token", mode="before")
     @classmethod
     def _strip_token(cls, value: Any) -> Any:
         # Tokens pasted into host configs often carry a stray newline or spaces.
@@ -92,6 +116,41 @@ class Settings(BaseModel):
             raise ValueError("must be an http(s) URL such as https://api.polar.sh")
         return value.strip().rstrip("/")
 
+    @field_validator("customer_id", "member_id")
+    @classmethod
+    def _check_uuid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(uuid.UUID(value.strip()))
+        except ValueError:
+            raise ValueError(
+                "must be a Polar id (a UUID); use the EXTERNAL_ variant for your own ids"
+            ) from None
+
+    @model_validator(mode="after")
+    def _check_minting(self) -> Settings:
+        if self.customer_id is not None and self.external_customer_id is not None:
+            raise ValueError("set only one of POLAR_CUSTOMER_ID and POLAR_EXTERNAL_CUSTOMER_ID")
+        if self.member_id is not None and self.external_member_id is not None:
+            raise ValueError("set only one of POLAR_MEMBER_ID and POLAR_EXTERNAL_MEMBER_ID")
+        wants_customer = self.customer_id is not None or self.external_customer_id is not None
+        if self.access_token is not None and not wants_customer and self.customer_session is None:
+            raise ValueError(
+                "POLAR_ACCESS_TOKEN mints customer sessions: also set POLAR_CUSTOMER_ID or "
+                "POLAR_EXTERNAL_CUSTOMER_ID"
+            )
+        return self
+
+    @property
+    def mode(self) -> Literal["session", "minted", "none"]:
+        """Where tokens come from: a static session wins over minting (least privilege)."""
+        if self.customer_session is not None:
+            return "session"
+        if self.access_token is not None:
+            return "minted"
+        return "none"
+
     @property
     def base_url(self) -> str:
         """The API base URL: POLAR_API_URL if set, else the chosen environment's host."""
@@ -116,10 +175,12 @@ def _explain(error: ValidationError) -> str:
     by_field = {option.field: option for option in OPTIONS}
     lines: list[str] = []
     for problem in error.errors():
-        field = str(problem["loc"][0]) if problem["loc"] else "?"
-        option = by_field.get(field)
-        where = field if option is None else option.env + (f" / {option.flag}" if option.flag else "")
-        shown = "" if option is None or option.secret else f" (got {str(problem.get('input'))[:60]!r})"
         message = re.sub(r"^Value error, ", "", problem["msg"])
+        option = by_field.get(str(problem["loc"][0])) if problem["loc"] else None
+        if option is None:
+            lines.append(message)
+            continue
+        where = option.env + (f" / {option.flag}" if option.flag else "")
+        shown = "" if option.secret else f" (got {str(problem.get('input'))[:60]!r})"
         lines.append(f"{where}: {message}{shown}")
     return "Invalid configuration: " + "; ".join(lines)

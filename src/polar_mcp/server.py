@@ -22,6 +22,7 @@ from polar_mcp.catalog import AmbiguousNameError, Catalog, CatalogError
 from polar_mcp.config import Settings
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.errors import AuthenticationError, PolarError
+from polar_mcp.polar.minting import CustomerRef, MintedSession
 from polar_mcp.polar.sessions import MissingSession, StaticSession, TokenSource
 
 logger = logging.getLogger(__name__)
@@ -42,20 +43,33 @@ class State:
     source: TokenSource
 
 
-def configured_source(settings: Settings) -> TokenSource:
-    """The token source the configuration describes."""
-    if settings.customer_session is None:
-        logger.warning(
-            "POLAR_CUSTOMER_SESSION is not set: every tool will answer with how to provide a session token"
+def configured_source(settings: Settings, client: PolarClient) -> TokenSource:
+    """The token source the configuration describes, announced once in the log."""
+    if settings.mode == "session":
+        assert settings.customer_session is not None
+        if settings.access_token is not None:
+            logger.info("POLAR_CUSTOMER_SESSION is set: using it, not minting with POLAR_ACCESS_TOKEN")
+        return StaticSession(
+            settings.customer_session,
+            renew_hint=(
+                "Create a new customer session and update POLAR_CUSTOMER_SESSION, or set POLAR_ACCESS_TOKEN "
+                "and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself."
+            ),
         )
-        return MissingSession()
-    return StaticSession(
-        settings.customer_session,
-        renew_hint=(
-            "Create a new customer session and update POLAR_CUSTOMER_SESSION, or set POLAR_ACCESS_TOKEN "
-            "and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself."
-        ),
+    if settings.mode == "minted":
+        assert settings.access_token is not None
+        customer = CustomerRef(
+            customer_id=settings.customer_id,
+            external_customer_id=settings.external_customer_id,
+            member_id=settings.member_id,
+            external_member_id=settings.external_member_id,
+        )
+        logger.info("minting customer sessions for %s with POLAR_ACCESS_TOKEN", customer.describe())
+        return MintedSession(client, settings.access_token, customer)
+    logger.warning(
+        "POLAR_CUSTOMER_SESSION is not set: every tool will answer with how to provide a session token"
     )
+    return MissingSession()
 
 
 def build_server(
@@ -79,7 +93,7 @@ def build_server(
                 if make_client is not None
                 else PolarClient(http, timeout=settings.timeout, polar_version=settings.api_version)
             )
-            yield State(catalog=Catalog(client), source=configured_source(settings))
+            yield State(catalog=Catalog(client), source=configured_source(settings, client))
 
     server: MCPServer[State] = MCPServer(
         "polar-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan

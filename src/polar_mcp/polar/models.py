@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -81,4 +81,11 @@ class DownloadablesPage(_Lenient):
 class SessionIntrospection(_Lenient):
     """`GET /v1/customer-portal/customer-session/introspect`."""
 
+    expires_at: UTCDateTime
+
+
+class CustomerSessionCreated(_Lenient):
+    """`POST /v1/customer-sessions/`: the new session token and when it expires."""
+
+    token: SecretStr
     expires_at: UTCDateTime

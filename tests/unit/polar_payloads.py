@@ -1,0 +1,238 @@
+"""Polar-shaped payloads and a scriptable fake Polar for unit tests, behind `httpx2.MockTransport`.
+
+Items follow the `DownloadableRead` schema of the OpenAPI excerpt field for field; error bodies follow
+FACTS.md. Nothing here knows polar-mcp's internals: tests see it only through HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx2
+from pydantic import SecretStr
+
+from polar_mcp.polar.client import ClientLimits, PolarClient, RetryPolicy
+from polar_mcp.polar.sessions import StaticSession
+
+BASE_URL = "https://api.polar.sh"
+DOWNLOADABLES_PATH = "/v1/customer-portal/downloadables/"
+CUSTOMER_TOKEN = "polar_cst_unit_customer_token_aaaaaaaaaaaa"
+OTHER_CUSTOMER_TOKEN = "polar_cst_unit_customer_token_bbbbbbbbbbbb"
+MEMBER_TOKEN = "polar_mst_unit_member_token_cccccccccccccc"
+ORGANIZATION_TOKEN = "polar_oat_unit_organization_token_dddddddd"
+ORGANIZATION_ID = "99999999-9999-4999-8999-999999999999"
+BENEFIT_A = "11111111-1111-4111-8111-111111111111"
+BENEFIT_B = "22222222-2222-4222-8222-222222222222"
+
+NOW = datetime(2026, 8, 1, 12, 0, 0, tzinfo=UTC)
+"""The wall-clock moment every test starts at."""
+
+LINK_LIFETIME = timedelta(hours=1)
+
+INVALID_TOKEN_BODY = {
+    "error": "invalid_token",
+    "error_description": (
+        "The access token provided is expired, revoked, malformed, or invalid for other reasons."
+    ),
+}
+INVALID_TOKEN_CHALLENGE = (
+    'Bearer realm="polar", error="invalid_token", '
+    'error_description="The access token provided is expired, revoked, malformed, or invalid"'
+)
+UNAUTHORIZED_BODY = {"error": "Unauthorized", "detail": "Unauthorized"}
+
+
+def item_id(number: int) -> str:
+    return f"00000000-0000-4000-8000-{number:012d}"
+
+
+def file_id(number: int) -> str:
+    return f"ffffffff-0000-4000-8000-{number:012d}"
+
+
+def downloadable(
+    number: int,
+    name: str | None = None,
+    *,
+    benefit_id: str = BENEFIT_A,
+    size: int = 1_234_567,
+    expires_at: datetime | None = None,
+    **file_fields: Any,
+) -> dict[str, Any]:
+    """One `DownloadableRead` exactly as the OpenAPI excerpt shapes it; `file_fields` override."""
+    name = name if name is not None else f"file-{number}.pdf"
+    expires = expires_at if expires_at is not None else NOW + LINK_LIFETIME
+    file: dict[str, Any] = {
+        "id": file_id(number),
+        "organization_id": ORGANIZATION_ID,
+        "name": name,
+        "path": f"{ORGANIZATION_ID}/{file_id(number)}/{name}",
+        "mime_type": "application/pdf",
+        "size": size,
+        "storage_version": None,
+        "checksum_etag": None,
+        "checksum_sha256_base64": None,
+        "checksum_sha256_hex": None,
+        "last_modified_at": "2026-03-04T05:06:07Z",
+        "download": {
+            "url": f"{BASE_URL}/v1/customer-portal/downloadables/signed-{number}",
+            "headers": {},
+            "expires_at": expires.isoformat().replace("+00:00", "Z"),
+        },
+        "version": None,
+        "is_uploaded": True,
+        "service": "downloadable",
+        "size_readable": "1.2 MB",
+    }
+    file.update(file_fields)
+    return {"id": item_id(number), "benefit_id": benefit_id, "file": file}
+
+
+def page_body(items: Sequence[dict[str, Any]], *, total_count: int, limit: int) -> dict[str, Any]:
+    """A `ListResource[DownloadableRead]`; `max_page` is ceil(total/limit), 0 when empty."""
+    return {
+        "items": list(items),
+        "pagination": {"total_count": total_count, "max_page": math.ceil(total_count / limit)},
+    }
+
+
+def validation_body(*problems: tuple[list[str | int], str]) -> dict[str, Any]:
+    """A 422 body as Polar sends it, `error` key included."""
+    return {
+        "error": "RequestValidationError",
+        "detail": [
+            {"type": "value_error", "loc": loc, "msg": msg, "input": None, "ctx": {}} for loc, msg in problems
+        ],
+    }
+
+
+def error_body(name: str, detail: str) -> dict[str, Any]:
+    return {"error": name, "detail": detail}
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx2.Response:
+    return httpx2.Response(status, json=body, headers=headers)
+
+
+Handler = Callable[[httpx2.Request], Awaitable[httpx2.Response]]
+
+
+@dataclass
+class FakeTime:
+    """A monotonic clock and a wall clock that only move when the code under test sleeps."""
+
+    monotonic: float = 1_000.0
+    wall: float = NOW.timestamp()
+    waits: list[float] = field(default_factory=list[float])
+
+    def clock(self) -> float:
+        return self.monotonic
+
+    def wall_clock(self) -> float:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.monotonic += seconds
+        self.wall += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.advance(seconds)
+
+
+@dataclass
+class FakePolar:
+    """Serves `items` from the downloadables endpoint as Polar does, and records every request.
+
+    `script` answers first when it returns a response (a 429 here, a 503 there); `on_page` runs
+    before a page is served, so a test can change the catalog between pages.
+    """
+
+    items: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    script: Callable[[httpx2.Request], httpx2.Response | None] | None = None
+    on_page: Callable[[int], None] | None = None
+    requests: list[httpx2.Request] = field(default_factory=list[httpx2.Request])
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            # Yield to the event loop so concurrent requests really overlap inside the handler.
+            for _ in range(3):
+                await _checkpoint()
+            if self.script is not None and (scripted := self.script(request)) is not None:
+                return scripted
+            return self._serve(request)
+        finally:
+            self.in_flight -= 1
+
+    def _serve(self, request: httpx2.Request) -> httpx2.Response:
+        assert request.url.path == DOWNLOADABLES_PATH, request.url.path
+        params = request.url.params
+        page = int(params.get("page", "1"))
+        limit = min(int(params.get("limit", "10")), 100)
+        if self.on_page is not None:
+            self.on_page(page)
+        wanted = params.get_list("benefit_id")
+        matching = [i for i in self.items if not wanted or i["benefit_id"] in wanted]
+        start = (page - 1) * limit
+        return json_response(
+            200, page_body(matching[start : start + limit], total_count=len(matching), limit=limit)
+        )
+
+    @property
+    def queries(self) -> list[list[tuple[str, str]]]:
+        """Each request's query, in order, as (name, value) pairs."""
+        return [list(r.url.params.multi_items()) for r in self.requests]
+
+
+async def _checkpoint() -> None:
+    import anyio
+
+    await anyio.lowlevel.checkpoint()
+
+
+def make_client(
+    handler: Handler | Callable[[httpx2.Request], httpx2.Response],
+    time: FakeTime | None = None,
+    *,
+    timeout: float = 30.0,
+    polar_version: str | None = None,
+    retry: RetryPolicy | None = None,
+    limits: ClientLimits | None = None,
+    seed: int = 7,
+) -> PolarClient:
+    """A `PolarClient` whose HTTP goes to `handler`, with the process's real default headers."""
+    time = time if time is not None else FakeTime()
+    defaults = PolarClient.new_http_client(BASE_URL, timeout)
+    http = httpx2.AsyncClient(
+        base_url=BASE_URL, transport=httpx2.MockTransport(handler), headers=dict(defaults.headers)
+    )
+    return PolarClient(
+        http,
+        timeout=timeout,
+        polar_version=polar_version,
+        retry=retry,
+        limits=limits,
+        clock=time.clock,
+        wall_clock=time.wall_clock,
+        sleep=time.sleep,
+        rng=random.Random(seed),  # noqa: S311 - reproducible jitter
+    )
+
+
+def session(token: str = CUSTOMER_TOKEN) -> StaticSession:
+    return StaticSession(SecretStr(token), renew_hint="Create a new customer session.")
+
+
+def decoded(response_body: bytes) -> Any:
+    return json.loads(response_body)
