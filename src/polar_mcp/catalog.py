@@ -122,6 +122,10 @@ class Catalog:
             matches[start : start + limit], page, limit, len(matches), math.ceil(len(matches) / limit)
         )
 
+    async def all_items(self, source: TokenSource, *, benefit_ids: Sequence[str] = ()) -> list[Downloadable]:
+        """Every item of the catalog (or of some benefits), fetched concurrently."""
+        return await self._scan(source, benefit_ids)
+
     async def find(
         self, source: TokenSource, *, downloadable_id: str | None = None, name: str | None = None
     ) -> Downloadable:

@@ -1,27 +1,76 @@
-"""Command line: `polar-mcp` serves MCP over stdio; flags mirror the environment variables."""
+"""Command line: `polar-mcp` serves MCP (stdio by default); `list`, `link`, `doctor` answer scripts.
+
+Flags mirror the environment variables; tokens come from the environment only. Imports beyond the
+stdio path (HTTP serving, the double, the CLI commands) happen only when asked for.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from typing import Any
 
 from polar_mcp import __version__
 from polar_mcp.config import OPTIONS, ConfigError, Settings, load_settings
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
 
-def _parser() -> argparse.ArgumentParser:
+
+def _options_parser(*, suppress: bool) -> argparse.ArgumentParser:
+    """Global flags, accepted before or after a command (only given values override)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    default: Any = argparse.SUPPRESS if suppress else None
+    for option in OPTIONS:
+        if option.flag is None:
+            continue
+        help_text = f"{option.help} [{option.env}]"
+        if option.switch:
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action="store_const",
+                const=True,
+                default=default,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(option.flag, dest=option.field, default=default, help=help_text)
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        default=default if suppress else False,
+        help="use the embedded Polar double with a demo customer: no account needed",
+    )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polar-mcp",
-        description="MCP server for the files a customer bought on Polar.sh. Serves MCP over stdio.",
-        epilog="Tokens are read from the environment only (POLAR_CUSTOMER_SESSION), never from flags.",
+        description="MCP server for the files a customer bought on Polar.sh. With no command it serves MCP.",
+        epilog="Tokens are read from the environment only (POLAR_CUSTOMER_SESSION or POLAR_ACCESS_TOKEN).",
+        parents=[_options_parser(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"polar-mcp {__version__}")
-    for option in OPTIONS:
-        if option.flag is not None:
-            parser.add_argument(option.flag, dest=option.field, help=f"{option.help} [{option.env}]")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = [_options_parser(suppress=True)]
+    listing = commands.add_parser("list", parents=common, help="list the customer's files")
+    listing.add_argument("--benefit-id", action="append", dest="benefit_ids", metavar="ID", help="repeatable")
+    listing.add_argument("--query", help="part of a file name; searches every page")
+    listing.add_argument("--page", type=int, default=1)
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--all", action="store_true", help="every file, all pages")
+    listing.add_argument("--json", action="store_true", help="the structured result, as the MCP tool gives it")
+    link = commands.add_parser("link", parents=common, help="print a fresh download link for one file")
+    link.add_argument("item", metavar="ID|NAME", help="id or file id from `list`, or a file name")
+    link.add_argument("--json", action="store_true")
+    commands.add_parser("doctor", parents=common, help="check the configuration, the token and Polar")
     return parser
 
 
@@ -36,15 +85,53 @@ def configure_logging(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `polar-mcp` console script and `python -m polar_mcp`."""
-    args = _parser().parse_args(argv)
-    overrides = {option.field: getattr(args, option.field, None) for option in OPTIONS}
+    args = build_parser().parse_args(argv)
+    overrides = {option.field: getattr(args, option.field, None) for option in OPTIONS if option.flag}
     try:
-        settings: Settings = load_settings(os.environ, overrides)
+        settings = load_settings(os.environ, overrides)
     except ConfigError as error:
         print(f"polar-mcp: {error}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
+        return EXIT_CONFIG
+    command: str | None = args.command
+    configure_logging(settings.log_level if command is None else min_level(settings.log_level, "WARNING"))
+    with _maybe_demo(settings, enabled=bool(args.demo)) as effective:
+        if command is None:
+            return _serve(effective)
+        from polar_mcp import commands
+
+        return commands.run(command, args, effective)
+
+
+def min_level(configured: str, floor: str) -> str:
+    """Commands print results on stdout; keep routine INFO logs out of a terminal unless asked."""
+    order = ["DEBUG", "INFO", "WARNING", "ERROR"]
+    return configured if configured == "DEBUG" else max(configured, floor, key=order.index)
+
+
+def _serve(settings: Settings) -> int:
+    if settings.transport == "http":
+        from polar_mcp.http import check_bind, serve
+
+        try:
+            check_bind(settings)
+        except ConfigError as error:
+            print(f"polar-mcp: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        serve(settings)
+        return EXIT_OK
     from polar_mcp.server import build_server
 
     build_server(settings).run()
-    return 0
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _maybe_demo(settings: Settings, *, enabled: bool) -> Generator[Settings]:
+    """With --demo, start the embedded Polar double and point the settings at its demo customer."""
+    if not enabled:
+        yield settings
+        return
+    from polar_mcp.demo_backend import running_demo
+
+    with running_demo(settings) as demo_settings:
+        yield demo_settings

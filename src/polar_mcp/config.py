@@ -7,6 +7,7 @@ command line would show in `ps`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ class Option:
     env: str
     help: str
     secret: bool = False
+    switch: bool = False
 
     @property
     def flag(self) -> str | None:
@@ -66,6 +68,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("api_version", "POLAR_API_VERSION", "Polar-Version header to send (YYYY-MM); none by default"),
     Option("timeout", "POLAR_MCP_TIMEOUT", "seconds a Polar call may take, retries included (default 30)"),
     Option("log_level", "POLAR_MCP_LOG_LEVEL", "stderr log level: DEBUG, INFO (default), WARNING, ERROR"),
+    Option("transport", "POLAR_MCP_TRANSPORT", "stdio (default) or http (streamable HTTP at /mcp)"),
+    Option("host", "POLAR_MCP_HOST", "HTTP bind address (default 127.0.0.1)"),
+    Option("port", "POLAR_MCP_PORT", "HTTP port (default 8000)"),
+    Option(
+        "allowed_hosts",
+        "POLAR_MCP_ALLOWED_HOSTS",
+        "comma-separated Host header values HTTP accepts (default: localhost only); required off loopback",
+    ),
+    Option(
+        "allow_configured_token",
+        "POLAR_MCP_ALLOW_CONFIGURED_TOKEN",
+        "HTTP on loopback: let requests without a bearer use the configured session (default off)",
+        switch=True,
+    ),
 )
 
 
@@ -89,6 +105,11 @@ class Settings(BaseModel):
     api_version: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
     timeout: float = Field(default=30.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    allowed_hosts: tuple[str, ...] = ()
+    allow_configured_token: bool = False
 
     @field_validator("customer_session", "access_token", mode="before")
     @classmethod
@@ -96,7 +117,14 @@ class Settings(BaseModel):
         # Tokens pasted into host configs often carry a stray newline or spaces.
         return value.strip() or None if isinstance(value, str) else value
 
-    @field_validator("server", mode="before")
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("server", "transport", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -150,6 +178,16 @@ class Settings(BaseModel):
         if self.access_token is not None:
             return "minted"
         return "none"
+
+    @property
+    def binds_loopback(self) -> bool:
+        """Whether the HTTP bind address is reachable from this machine only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
 
     @property
     def base_url(self) -> str:

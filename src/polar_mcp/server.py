@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,15 +15,14 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from polar_mcp import __version__, present
 from polar_mcp.catalog import AmbiguousNameError, Catalog, CatalogError
 from polar_mcp.config import Settings
-from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.errors import AuthenticationError, PolarError
-from polar_mcp.polar.minting import CustomerRef, MintedSession
-from polar_mcp.polar.sessions import MissingSession, StaticSession, TokenSource
+from polar_mcp.polar.sessions import StaticSession, TokenSource, bearer_session
+from polar_mcp.runtime import ClientFactory, open_core
 
 logger = logging.getLogger(__name__)
 
@@ -35,65 +34,47 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 MAX_BENEFIT_IDS = 50
 
 
+BEARER_RENEW_HINT = "Send a new customer session token as the Authorization bearer."
+
+
 @dataclass(frozen=True)
 class State:
     """What the lifespan shares with every tool call."""
 
     catalog: Catalog
-    source: TokenSource
+    configured: TokenSource
 
-
-def configured_source(settings: Settings, client: PolarClient) -> TokenSource:
-    """The token source the configuration describes, announced once in the log."""
-    if settings.mode == "session":
-        assert settings.customer_session is not None
-        if settings.access_token is not None:
-            logger.info("POLAR_CUSTOMER_SESSION is set: using it, not minting with POLAR_ACCESS_TOKEN")
-        return StaticSession(
-            settings.customer_session,
-            renew_hint=(
-                "Create a new customer session and update POLAR_CUSTOMER_SESSION, or set POLAR_ACCESS_TOKEN "
-                "and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself."
-            ),
-        )
-    if settings.mode == "minted":
-        assert settings.access_token is not None
-        customer = CustomerRef(
-            customer_id=settings.customer_id,
-            external_customer_id=settings.external_customer_id,
-            member_id=settings.member_id,
-            external_member_id=settings.external_member_id,
-        )
-        logger.info("minting customer sessions for %s with POLAR_ACCESS_TOKEN", customer.describe())
-        return MintedSession(client, settings.access_token, customer)
-    logger.warning(
-        "POLAR_CUSTOMER_SESSION is not set: every tool will answer with how to provide a session token"
-    )
-    return MissingSession()
+    def source_for(self, ctx: Context[State, Any]) -> TokenSource:
+        """An HTTP caller's own bearer token if it sent one, else the configured source."""
+        headers = ctx.headers
+        bearer = bearer_session(headers.get("authorization")) if headers is not None else None
+        if bearer is None:
+            return self.configured
+        return StaticSession(SecretStr(bearer), renew_hint=BEARER_RENEW_HINT)
 
 
 def build_server(
     settings: Settings,
     *,
+    use_configured_token: bool = True,
     http_transport: httpx2.AsyncBaseTransport | None = None,
-    make_client: Callable[[httpx2.AsyncClient], PolarClient] | None = None,
+    make_client: ClientFactory | None = None,
 ) -> MCPServer[State]:
-    """The MCP server for `settings`; tests inject an HTTP transport or a whole client factory."""
+    """The MCP server for `settings`; tests inject an HTTP transport or a whole client factory.
+
+    `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
+    request must bring its own.
+    """
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[State]) -> AsyncGenerator[State]:
-        http = PolarClient.new_http_client(settings.base_url, settings.timeout)
-        if http_transport is not None:
-            http = httpx2.AsyncClient(
-                base_url=settings.base_url, transport=http_transport, headers=dict(http.headers)
-            )
-        async with http:
-            client = (
-                make_client(http)
-                if make_client is not None
-                else PolarClient(http, timeout=settings.timeout, polar_version=settings.api_version)
-            )
-            yield State(catalog=Catalog(client), source=configured_source(settings, client))
+        async with open_core(
+            settings,
+            use_configured_token=use_configured_token,
+            http_transport=http_transport,
+            make_client=make_client,
+        ) as core:
+            yield State(catalog=core.catalog, configured=core.configured)
 
     server: MCPServer[State] = MCPServer(
         "polar-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
@@ -117,11 +98,12 @@ def _register_tools(server: MCPServer[State]) -> None:
     ) -> Annotated[CallToolResult, present.DownloadablesList]:
         """List the files this customer can download from Polar, with ids for get_download_link."""
         state = _state(ctx)
+        source = state.source_for(ctx)
         benefit_ids = _benefit_ids(benefit_id)
         query = query.strip() or None if query is not None else None
-        with _tool_errors(state.source):
+        with _tool_errors(source):
             listing = await state.catalog.list(
-                state.source, benefit_ids=benefit_ids, page=page, limit=limit, query=query
+                source, benefit_ids=benefit_ids, page=page, limit=limit, query=query
             )
         result = present.downloadables_list(listing)
         return _result(present.listing_text(result, query=query), result)
@@ -138,10 +120,11 @@ def _register_tools(server: MCPServer[State]) -> None:
     ) -> Annotated[CallToolResult, present.DownloadLink]:
         """Get a fresh signed download link for one file, by id or by name. The link expires."""
         state = _state(ctx)
+        source = state.source_for(ctx)
         if (downloadable_id is None or not downloadable_id.strip()) == (name is None or not name.strip()):
             raise ToolError("Give exactly one of downloadable_id (from list_downloadables) or name.")
-        with _tool_errors(state.source):
-            item = await state.catalog.find(state.source, downloadable_id=downloadable_id, name=name)
+        with _tool_errors(source):
+            item = await state.catalog.find(source, downloadable_id=downloadable_id, name=name)
         if not item.file.download.url:
             raise ToolError("Polar sent no usable link for this file; try again in a minute.")
         link = present.download_link(item, now=datetime.now(UTC))

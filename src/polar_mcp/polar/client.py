@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import httpx2
@@ -95,10 +95,13 @@ class PolarClient:
         return self._timeout
 
     @staticmethod
-    def new_http_client(base_url: str, timeout: float) -> httpx2.AsyncClient:
+    def new_http_client(
+        base_url: str, timeout: float, *, transport: httpx2.AsyncBaseTransport | None = None
+    ) -> httpx2.AsyncClient:
         """The one `AsyncClient` a process needs: explicit timeouts and our User-Agent."""
         return httpx2.AsyncClient(
             base_url=base_url,
+            transport=transport,
             timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
@@ -132,9 +135,13 @@ class PolarClient:
 
         if last > 1:
             # Concurrency is bounded by the per-principal limiter inside _get.
-            async with anyio.create_task_group() as group:
-                for number in range(2, last + 1):
-                    group.start_soon(fetch, number)
+            try:
+                async with anyio.create_task_group() as group:
+                    for number in range(2, last + 1):
+                        group.start_soon(fetch, number)
+            except ExceptionGroup as failures:
+                # The task group wraps a page's failure; callers expect the PolarError itself.
+                raise _first_polar_error(failures) from None
         seen: set[str] = set()
         items: list[Downloadable] = []
         # Pages are fetched at slightly different moments: an item can shift across a page boundary.
@@ -148,6 +155,11 @@ class PolarClient:
     async def introspect(self, source: TokenSource) -> SessionIntrospection:
         """When the current session expires; a cheap way to check a token."""
         return await self._get(source, INTROSPECT_PATH, [], SessionIntrospection)
+
+    async def probe(self, path: str) -> int:
+        """The status of an unauthenticated GET: proves Polar is reachable without using a token."""
+        response = await self._http.get(path)
+        return response.status_code
 
     async def _get(self, source: TokenSource, path: str, params: list[tuple[str, str]], model: type[M]) -> M:
         deadline = self._clock() + self._timeout
@@ -279,9 +291,20 @@ def parse_json(body: bytes, model: type[M]) -> M:
         ) from None
 
 
+def _first_polar_error(failures: ExceptionGroup[Exception]) -> Exception:
+    """The first `PolarError` in a task group's failures, else the group itself."""
+    for failure in failures.exceptions:
+        if isinstance(failure, ExceptionGroup):
+            failure = _first_polar_error(cast(ExceptionGroup[Exception], failure))
+        if isinstance(failure, PolarError):
+            return failure
+    return failures
+
+
 def _too_large(cap: int) -> MalformedResponseError:
+    limit = f"{cap // (1024 * 1024)} MiB" if cap >= 1024 * 1024 else f"{cap} bytes"
     return MalformedResponseError(
-        f"Polar's response was larger than {cap // (1024 * 1024)} MiB, which polar-mcp refuses to read."
+        f"Polar's response was larger than {limit}, which polar-mcp refuses to read."
     )
 
 

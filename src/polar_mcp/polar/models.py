@@ -22,7 +22,8 @@ UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 def _usable_link(value: str) -> str:
     # A link that is not plain http(s) is dropped (""), not passed on: the model would show it.
-    if re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]+", value):
+    # C1 controls and bidi overrides are refused too: the link is shown verbatim to the model.
+    if re.fullmatch(r"https?://[^\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufeff]+", value):
         return value
     return ""
 

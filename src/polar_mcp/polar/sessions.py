@@ -24,6 +24,12 @@ HOW_TO_GET_A_SESSION = (
 )
 
 
+BEARER_HINT = (
+    "Send your own customer session token (polar_cst_…) or member session token (polar_mst_…) as "
+    "`Authorization: Bearer …` with each request."
+)
+
+
 def principal_key(secret: str) -> str:
     """A stable, non-reversible key for everything cached on behalf of one identity."""
     return hashlib.sha256(secret.encode()).hexdigest()[:32]
@@ -35,6 +41,17 @@ def token_kind(token: str) -> str:
         if token.startswith(prefix):
             return prefix + "…"
     return "unrecognised token"
+
+
+def bearer_session(authorization: str | None) -> str | None:
+    """The session token in an `Authorization: Bearer …` header, if it is a customer or member one."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value.startswith(SESSION_PREFIXES) or len(value) > 4096:
+        return None
+    return value
 
 
 class TokenSource(Protocol):
@@ -101,6 +118,19 @@ class MissingSession:
             "session token (polar_cst_…) or member session token (polar_mst_…) in the server's "
             f"environment. {HOW_TO_GET_A_SESSION} Or run with --demo to try polar-mcp without an account."
         )
+
+    async def renew(self, rejected: SecretStr) -> SecretStr | None:
+        return None
+
+
+class BearerRequired:
+    """Multi-tenant HTTP: there is no configured token, each request brings its own."""
+
+    principal = "anonymous"
+    renew_hint = BEARER_HINT
+
+    async def token(self) -> SecretStr:
+        raise ConfigurationError(BEARER_HINT)
 
     async def renew(self, rejected: SecretStr) -> SecretStr | None:
         return None

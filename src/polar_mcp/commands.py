@@ -1,0 +1,189 @@
+"""The script-facing commands (`list`, `link`, `doctor`): the same core as the tools, no MCP.
+
+Results go to stdout (a table, or `--json` with the tools' structured data); errors go to stderr with
+an exit code that says what failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TextIO
+
+import anyio
+import httpx2
+from pydantic import BaseModel
+
+from polar_mcp import __version__, present
+from polar_mcp.catalog import AmbiguousNameError, CatalogError, ItemNotFoundError, Listing
+from polar_mcp.config import Settings
+from polar_mcp.polar.client import INTROSPECT_PATH
+from polar_mcp.polar.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    PolarConnectionError,
+    PolarError,
+    PolarTimeoutError,
+    RateLimitedError,
+    ServerError,
+    UnauthorizedError,
+)
+from polar_mcp.polar.minting import MintedSession
+from polar_mcp.polar.sessions import token_kind
+from polar_mcp.runtime import Core, open_core
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_AUTH = 3
+EXIT_NOT_FOUND = 4
+EXIT_UNAVAILABLE = 5
+
+
+def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
+    """Run one command to completion and return its exit code."""
+    handlers: dict[str, Callable[[Core, argparse.Namespace], Awaitable[int]]] = {
+        "list": _list,
+        "link": _link,
+        "doctor": _doctor,
+    }
+    handler = handlers[command]
+
+    async def main() -> int:
+        async with open_core(settings) as core:
+            try:
+                return await handler(core, args)
+            except AmbiguousNameError as error:
+                _err(present.ambiguous_text(error.message, error.candidates))
+                return EXIT_NOT_FOUND
+            except (PolarError, CatalogError) as error:
+                message = error.message
+                if isinstance(error, AuthenticationError):
+                    message += " " + core.configured.renew_hint
+                _err(message)
+                return exit_code(error)
+
+    return anyio.run(main)
+
+
+def exit_code(error: Exception) -> int:
+    """The exit code for a failure: scripts can tell configuration, auth, lookup and outage apart."""
+    if isinstance(error, ConfigurationError):
+        return EXIT_CONFIG
+    if isinstance(error, AuthenticationError | UnauthorizedError):
+        return EXIT_AUTH
+    if isinstance(error, ItemNotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(error, RateLimitedError | ServerError | PolarTimeoutError | PolarConnectionError):
+        return EXIT_UNAVAILABLE
+    return EXIT_FAILED
+
+
+async def _list(core: Core, args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 100 or args.page < 1:
+        _err("--limit must be 1..100 and --page at least 1.")
+        return EXIT_CONFIG
+    benefit_ids: list[str] = args.benefit_ids or []
+    query: str | None = args.query
+    if args.all:
+        items = await core.catalog.all_items(core.configured, benefit_ids=benefit_ids)
+        if query:
+            items = [i for i in items if query.casefold() in i.file.name.casefold()]
+        listing = Listing(items, 1, max(len(items), 1), len(items), 1 if items else 0)
+    else:
+        listing = await core.catalog.list(
+            core.configured, benefit_ids=benefit_ids, page=args.page, limit=args.limit, query=query
+        )
+    result = present.downloadables_list(listing)
+    if args.json:
+        _print_json(result)
+    else:
+        _print_table(result, sys.stdout)
+    return EXIT_OK
+
+
+async def _link(core: Core, args: argparse.Namespace) -> int:
+    wanted: str = args.item
+    try:
+        item = await core.catalog.find(core.configured, downloadable_id=wanted)
+    except ItemNotFoundError:
+        item = await core.catalog.find(core.configured, name=wanted)
+    link = present.download_link(item, now=datetime.now(UTC))
+    if args.json:
+        _print_json(link)
+    else:
+        print(link.url)
+        _err(f"{link.name}: link expires {link.expires_at} (in {link.expires_in_seconds // 60} min)")
+    return EXIT_OK
+
+
+async def _doctor(core: Core, _: argparse.Namespace) -> int:
+    settings = core.settings
+    print(f"polar-mcp {__version__}")
+    where = "POLAR_API_URL" if settings.api_url else settings.server
+    print(f"API:       {settings.base_url} ({where})")
+    if settings.api_version:
+        print(f"Version:   Polar-Version {settings.api_version}")
+    print(f"Token:     {_describe_mode(settings)}")
+    reachable = await _reachable(core)
+    print(f"Reachable: {'yes' if reachable else 'no'}")
+    if not reachable:
+        return EXIT_UNAVAILABLE
+    if settings.mode == "none":
+        print("Session:   none configured (set POLAR_CUSTOMER_SESSION, or POLAR_ACCESS_TOKEN + POLAR_CUSTOMER_ID)")
+        return EXIT_CONFIG
+    try:
+        info = await core.catalog.client.introspect(core.configured)
+    except PolarError as error:
+        print(f"Session:   rejected — {error.message}")
+        return exit_code(error)
+    left = int((info.expires_at - datetime.now(UTC)).total_seconds())
+    renewal = " (renewed automatically)" if isinstance(core.configured, MintedSession) else ""
+    print(f"Session:   valid, expires {present.utc_iso(info.expires_at)} (in {max(left, 0) // 60} min){renewal}")
+    return EXIT_OK
+
+
+def _describe_mode(settings: Settings) -> str:
+    if settings.mode == "session" and settings.customer_session is not None:
+        note = " (POLAR_ACCESS_TOKEN ignored)" if settings.access_token is not None else ""
+        return f"session from POLAR_CUSTOMER_SESSION, {token_kind(settings.customer_session.get_secret_value())}{note}"
+    if settings.mode == "minted" and settings.access_token is not None:
+        who = settings.customer_id or settings.external_customer_id
+        kind = token_kind(settings.access_token.get_secret_value())
+        return f"minted from POLAR_ACCESS_TOKEN ({kind}) for customer {who}"
+    return "none"
+
+
+async def _reachable(core: Core) -> bool:
+    # Any HTTP answer (even 401 without a token) proves Polar is reachable; nothing is sent but a GET.
+    try:
+        await core.catalog.client.probe(INTROSPECT_PATH)
+    except (httpx2.TransportError, TimeoutError):
+        return False
+    return True
+
+
+def _print_json(model: BaseModel) -> None:
+    print(json.dumps(model.model_dump(mode="json", exclude_none=True), indent=2, ensure_ascii=False))
+
+
+def _print_table(result: present.DownloadablesList, out: TextIO) -> None:
+    if not result.items:
+        print("No files.", file=out)
+        return
+    rows = [(item.name, item.size, item.mime_type or "", item.id) for item in result.items]
+    headers = ("NAME", "SIZE", "TYPE", "ID")
+    widths = [min(60, max(len(h), *(len(r[i]) for r in rows))) for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        cells = [cell if len(cell) <= widths[i] else cell[: widths[i] - 1] + "…" for i, cell in enumerate(row)]
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip(), file=out)
+    print(f"page {result.page} of {result.max_page} · {result.total_count} files", file=out)
+    if result.has_more:
+        print(f"more: --page {result.page + 1}, or --all", file=out)
+
+
+def _err(message: str) -> None:
+    print(f"polar-mcp: {message}", file=sys.stderr)

@@ -1,0 +1,74 @@
+"""`make demo`: a scripted session, through a real MCP client over stdio, against `polar-mcp --demo`.
+
+It launches the server exactly as a host would, then does what a person would ask an assistant to
+do: see the tools, list the files, search by name, and get a download link.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import Any
+
+import anyio
+from mcp import Client, StdioServerParameters
+from mcp.types import CallToolResult
+
+RULE = "─" * 72
+
+
+def _say(title: str) -> None:
+    print(f"\n{RULE}\n{title}\n{RULE}")
+
+
+def _text(result: CallToolResult) -> str:
+    first = result.content[0] if result.content else None
+    return first.text if first is not None and first.type == "text" else ""
+
+
+async def _call(client: Client, name: str, arguments: dict[str, Any]) -> CallToolResult:
+    shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+    print(f"\n> {name}({shown})")
+    result = await client.call_tool(name, arguments)
+    marker = "error" if result.is_error else "ok"
+    print(f"[{marker}]\n{_text(result)}")
+    return result
+
+
+async def session(download_dir: str) -> int:
+    """Run the scripted session; returns the exit code (0 when every step answered as expected)."""
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "polar_mcp", "--demo"],
+        env={"POLAR_MCP_DOWNLOAD_DIR": download_dir, "POLAR_MCP_LOG_LEVEL": "WARNING"},
+    )
+    failures = 0
+    async with Client(params) as client:
+        _say("1. The tools a host sees (tools/list)")
+        tools = await client.list_tools()
+        for tool in tools.tools:
+            print(f"- {tool.name}: {tool.description}")
+        _say("2. 'What did I buy?' (list_downloadables)")
+        listing = await _call(client, "list_downloadables", {"limit": 5})
+        failures += listing.is_error
+        _say("3. 'Find my Rust ebook' (a search over every page)")
+        search = await _call(client, "list_downloadables", {"query": "rust"})
+        failures += search.is_error
+        _say("4. 'Give me the link for the errata' (get_download_link by name)")
+        link = await _call(client, "get_download_link", {"name": "errata"})
+        failures += link.is_error
+        _say("5. A mistake, answered with what to do next")
+        await _call(client, "get_download_link", {"name": "rust"})
+    _say("Done" if not failures else f"Done, with {failures} unexpected error(s)")
+    return 1 if failures else 0
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="polar-mcp-demo-") as download_dir:
+        os.environ.pop("POLAR_CUSTOMER_SESSION", None)
+        return anyio.run(session, download_dir)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The core a front end needs (MCP server or CLI): one HTTP client, the Polar client, the catalog."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx2
+
+from polar_mcp.catalog import Catalog
+from polar_mcp.config import Settings
+from polar_mcp.polar.client import PolarClient
+from polar_mcp.polar.minting import CustomerRef, MintedSession
+from polar_mcp.polar.sessions import BearerRequired, MissingSession, StaticSession, TokenSource
+
+logger = logging.getLogger(__name__)
+
+STATIC_RENEW_HINT = (
+    "Create a new customer session and update POLAR_CUSTOMER_SESSION, or set POLAR_ACCESS_TOKEN "
+    "and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself."
+)
+
+
+@dataclass(frozen=True)
+class Core:
+    """Shared for the life of the process (stdio, CLI) or of the HTTP app."""
+
+    settings: Settings
+    catalog: Catalog
+    configured: TokenSource
+
+
+ClientFactory = Callable[[httpx2.AsyncClient], PolarClient]
+
+
+@asynccontextmanager
+async def open_core(
+    settings: Settings,
+    *,
+    use_configured_token: bool = True,
+    http_transport: httpx2.AsyncBaseTransport | None = None,
+    make_client: ClientFactory | None = None,
+) -> AsyncGenerator[Core]:
+    """Open the HTTP client and build the core; tests inject a transport or a client factory."""
+    http = PolarClient.new_http_client(settings.base_url, settings.timeout, transport=http_transport)
+    async with http:
+        client = (
+            make_client(http)
+            if make_client is not None
+            else PolarClient(http, timeout=settings.timeout, polar_version=settings.api_version)
+        )
+        configured = configured_source(settings, client) if use_configured_token else BearerRequired()
+        yield Core(settings=settings, catalog=Catalog(client), configured=configured)
+
+
+def configured_source(settings: Settings, client: PolarClient) -> TokenSource:
+    """The token source the configuration describes, announced once in the log."""
+    if settings.mode == "session":
+        assert settings.customer_session is not None
+        if settings.access_token is not None:
+            logger.info("POLAR_CUSTOMER_SESSION is set: using it, not minting with POLAR_ACCESS_TOKEN")
+        return StaticSession(settings.customer_session, renew_hint=STATIC_RENEW_HINT)
+    if settings.mode == "minted":
+        assert settings.access_token is not None
+        customer = CustomerRef(
+            customer_id=settings.customer_id,
+            external_customer_id=settings.external_customer_id,
+            member_id=settings.member_id,
+            external_member_id=settings.external_member_id,
+        )
+        logger.info("minting customer sessions for %s with POLAR_ACCESS_TOKEN", customer.describe())
+        return MintedSession(client, settings.access_token, customer)
+    logger.warning(
+        "POLAR_CUSTOMER_SESSION is not set: every tool will answer with how to provide a session token"
+    )
+    return MissingSession()
