@@ -1,0 +1,518 @@
+"""Verified, atomic, confined downloads of a customer's files.
+
+Knows HTTP and the filesystem, nothing of MCP. A Polar link is a secret that counts a download each
+time it is opened: it is fetched once, never logged, and a transfer that breaks off is resumed from
+the storage URL it redirected to. Files land in one directory under a sanitised name, through a temp
+file that is removed on any failure or cancellation, and are checked against Polar's size and SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import secrets
+import shutil
+import stat
+import unicodedata
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+import anyio.to_thread
+import httpx2
+
+from polar_mcp.present import human_size
+from polar_mcp.untrusted import clean_text
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], Awaitable[None]]
+FreeSpace = Callable[[Path], int]
+Sleep = Callable[[float], Awaitable[None]]
+
+NAME_LIMIT_BYTES = 200
+_CHUNK = 64 * 1024
+_RETRY_DELAY = 0.5
+_PROGRESS_STEP = 256 * 1024
+# Room left over for the filesystem's own bookkeeping, so a download never fills the disk to the byte.
+_FREE_SPACE_MARGIN = 10_000_000
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+_WINDOWS_ILLEGAL = re.compile(r'[<>:"|?*]')
+_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{kind}{n}" for kind in ("COM", "LPT") for n in [*"123456789", "¹", "²", "³"]}
+)
+_COMPOUND_EXTENSIONS = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """One file to fetch, built by the caller from a listing item."""
+
+    url: str
+    """The signed Polar link: a secret, never logged or shown."""
+    headers: Mapping[str, str]
+    """`file.download.headers`: sent with the GET of the Polar link (and same-origin redirects)."""
+    name: str
+    """Polar's file name, untrusted."""
+    size_bytes: int
+    sha256: str | None
+    """Lowercase hex, or None when Polar gives no checksum."""
+
+
+@dataclass(frozen=True)
+class SavedFile:
+    """Where a file ended up; `verified` means its SHA-256 matched Polar's (its size always does)."""
+
+    path: Path
+    name: str
+    size_bytes: int
+    sha256: str
+    verified: bool
+    skipped: bool
+    """True when an identical file was already there and nothing was fetched."""
+
+
+class DownloadError(Exception):
+    """A download that could not be completed; `message` is safe to show and says what to do next."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _RetryableError(Exception):
+    """The storage transfer broke off in a way another attempt may fix; `reason` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def safe_file_name(untrusted: str) -> str:
+    """A file name that is safe on every OS: one plain component, no tricks, at most 200 bytes."""
+    text = unicodedata.normalize("NFC", untrusted)
+    # Cleaning never lengthens text, so this limit never truncates with an ellipsis.
+    text = clean_text(text, max(len(text), 1))
+    parts = [part for part in re.split(r"[/\\]", text) if part.strip(" .")]
+    name = _fit(_WINDOWS_ILLEGAL.sub("_", parts[-1] if parts else "").strip(". "))
+    if not name:
+        return "download"
+    if name.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+        name = _fit("_" + name)
+    return name
+
+
+def default_download_dir() -> Path:
+    """`<the user's Downloads folder>/polar`, honouring XDG_DOWNLOAD_DIR from user-dirs.dirs."""
+    home = Path.home()
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    return (_xdg_download_dir(config_home / "user-dirs.dirs", home) or home / "Downloads") / "polar"
+
+
+def _xdg_download_dir(user_dirs: Path, home: Path) -> Path | None:
+    try:
+        lines = user_dirs.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        match = re.fullmatch(r'\s*XDG_DOWNLOAD_DIR\s*=\s*"(.*)"\s*', line)
+        if match:
+            value = match.group(1).replace("$HOME", str(home), 1)
+            path = Path(value)
+            # xdg-user-dirs sets a folder to $HOME itself to mean "disabled".
+            if path.is_absolute() and path != home:
+                return path
+    return None
+
+
+def _free_bytes(directory: Path) -> int:
+    return shutil.disk_usage(directory).free
+
+
+async def download_file(
+    http: httpx2.AsyncClient,
+    request: DownloadRequest,
+    directory: Path,
+    *,
+    overwrite: bool = False,
+    max_bytes: int | None = None,
+    progress: Progress | None = None,
+    max_redirects: int = 5,
+    storage_retries: int = 2,
+    free_space: FreeSpace = _free_bytes,
+    sleep: Sleep = anyio.sleep,
+) -> SavedFile:
+    """Fetch one file into `directory`, verified and atomically, and say where it landed.
+
+    An identical file already there (same SHA-256) is kept and nothing is fetched. A different file
+    of the same name (compared case-insensitively) gets the next free name `name (2).ext`, unless
+    `overwrite`, which replaces it. `http` must carry no credentials: none are added here.
+    `free_space` and `sleep` (the wait between storage retries) are seams for tests.
+    """
+    name = safe_file_name(request.name)
+    if max_bytes is not None and request.size_bytes > max_bytes:
+        raise DownloadError(
+            f"{name} is {human_size(request.size_bytes)}, over the download limit of {human_size(max_bytes)}. "
+            "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE to allow it."
+        )
+    root = _prepare_directory(directory)
+    with _filesystem_errors(name, root):
+        existing = await _identical_file(root, name, request)
+        if existing is not None:
+            path, digest = existing
+            return SavedFile(
+                path=path,
+                name=path.name,
+                size_bytes=request.size_bytes,
+                sha256=digest,
+                verified=True,
+                skipped=True,
+            )
+        free = free_space(root)
+        if request.size_bytes + _FREE_SPACE_MARGIN > free:
+            raise DownloadError(
+                f"Not enough free space in {root} for {name}: it needs {human_size(request.size_bytes)} "
+                f"plus {human_size(_FREE_SPACE_MARGIN)} to spare, and {human_size(free)} is free. "
+                "Free some space or choose another folder."
+            )
+        temp = root / f".{name}.{secrets.token_hex(4)}.part"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            with os.fdopen(os.open(temp, flags, 0o666), "wb") as out:
+                sink = _Sink(out, request.size_bytes, progress)
+                await _Transfer(http, request, sink, max_redirects, storage_retries, sleep).run()
+                out.flush()
+                await anyio.to_thread.run_sync(os.fsync, out.fileno())
+            digest = sink.hasher.hexdigest()
+            if request.sha256 is not None and digest != request.sha256.lower():
+                raise DownloadError(
+                    f"{name} arrived corrupted: its SHA-256 does not match Polar's checksum, so it was "
+                    "deleted. Get a fresh link and try again."
+                )
+            path = _publish(temp, root, name, overwrite=overwrite)
+        finally:
+            # Runs under cancellation and KeyboardInterrupt too; after a publish the temp is already gone.
+            temp.unlink(missing_ok=True)
+    logger.info("saved %s (%d bytes, verified=%s)", path.name, request.size_bytes, request.sha256 is not None)
+    return SavedFile(
+        path=path,
+        name=path.name,
+        size_bytes=request.size_bytes,
+        sha256=digest,
+        verified=request.sha256 is not None,
+        skipped=False,
+    )
+
+
+@contextmanager
+def _filesystem_errors(name: str, root: Path) -> Generator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise DownloadError(
+            f"Could not save {name} in {root}: {error.strerror or type(error).__name__}. "
+            "Check the folder's permissions and free space, or choose another folder."
+        ) from error
+
+
+def _prepare_directory(directory: Path) -> Path:
+    try:
+        root = directory.expanduser().resolve()
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise DownloadError(
+            f"Cannot use {directory} as the download folder ({error.strerror or error}). Choose another folder."
+        ) from error
+    return root
+
+
+def _same_name_entries(root: Path, name: str) -> list[str]:
+    """Entries whose name equals `name` ignoring case and Unicode form, the exact one first."""
+    wanted = _fold(name)
+    matches = [entry for entry in os.listdir(root) if _fold(entry) == wanted]
+    return sorted(matches, key=lambda entry: (entry != name, entry))
+
+
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+async def _identical_file(root: Path, name: str, request: DownloadRequest) -> tuple[Path, str] | None:
+    # Without Polar's checksum nothing proves a local file is the same one, so it counts as different.
+    if request.sha256 is None:
+        return None
+    wanted = request.sha256.lower()
+    for entry in _same_name_entries(root, name):
+        path = root / entry
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode) and info.st_size == request.size_bytes:
+            digest = await anyio.to_thread.run_sync(_hash_file, path)
+            if digest == wanted:
+                logger.info("%s is already downloaded", entry)
+                return path, digest
+    return None
+
+
+def _hash_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as source:
+        while chunk := source.read(1024 * 1024):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _publish(temp: Path, root: Path, name: str, *, overwrite: bool) -> Path:
+    """Move the finished temp file to its final name and return that path."""
+    if overwrite:
+        for entry in _same_name_entries(root, name):
+            path = root / entry
+            # os.replace swaps a symlink itself, never the file it points to; a folder is left alone.
+            if not stat.S_ISDIR(path.lstat().st_mode):
+                os.replace(temp, path)
+                return path
+    while True:
+        path = root / _free_name(root, name)
+        try:
+            # A hard link fails if the name was taken since we looked, so two downloads of different
+            # files under one name can never replace each other.
+            os.link(temp, path)
+        except FileExistsError:
+            continue
+        except OSError:
+            # Filesystems without hard links (FAT, some network shares): replace, after one last look.
+            if os.path.lexists(path):
+                continue
+            os.replace(temp, path)
+        return path
+
+
+def _free_name(root: Path, name: str) -> str:
+    taken = {_fold(entry) for entry in os.listdir(root)}
+    stem, extension = _split_extension(name)
+    candidate, number = name, 1
+    while _fold(candidate) in taken:
+        number += 1
+        candidate = _fit_parts(stem, f" ({number}){extension}")
+    return candidate
+
+
+def _split_extension(name: str) -> tuple[str, str]:
+    lowered = name.lower()
+    for compound in _COMPOUND_EXTENSIONS:
+        if lowered.endswith(compound) and len(name) > len(compound):
+            return name[: -len(compound)], name[-len(compound) :]
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and len(extension.encode()) <= 32:
+        return stem, "." + extension
+    return name, ""
+
+
+def _fit(name: str) -> str:
+    """`name` within NAME_LIMIT_BYTES, shortening the stem and never the extension."""
+    return _fit_parts(*_split_extension(name))
+
+
+def _fit_parts(stem: str, suffix: str) -> str:
+    budget = NAME_LIMIT_BYTES - len(suffix.encode())
+    if len(stem.encode()) <= budget:
+        return stem + suffix
+    # Cutting bytes may split a character; its remains are dropped rather than left invalid.
+    return stem.encode()[:budget].decode(errors="ignore").rstrip(". ") + suffix
+
+
+class _Sink:
+    """The temp file, its running SHA-256 and the throttled progress reports."""
+
+    def __init__(self, out: BinaryIO, total: int, progress: Progress | None) -> None:
+        self.out = out
+        self.total = total
+        self.progress = progress
+        self.hasher = hashlib.sha256()
+        self.done = 0
+        self.reported = 0
+        self.step = max(total // 100, _PROGRESS_STEP)
+
+    def restart(self) -> None:
+        self.out.seek(0)
+        self.out.truncate()
+        self.hasher = hashlib.sha256()
+        self.done = 0
+
+    async def write(self, chunk: bytes) -> None:
+        self.done += len(chunk)
+        if self.done > self.total:
+            raise DownloadError(
+                f"The server sent more than the {self.total} bytes Polar announced, so the download was "
+                "stopped and deleted. Get a fresh link and try again."
+            )
+        self.out.write(chunk)
+        self.hasher.update(chunk)
+        if self.progress is not None and self.done - self.reported >= self.step:
+            self.reported = self.done
+            await self.progress(self.done, self.total)
+
+    async def finish(self) -> None:
+        if self.progress is not None:
+            await self.progress(self.done, self.total)
+
+
+class _Transfer:
+    """The GET of the Polar link, its redirects, and resumed attempts against the storage URL."""
+
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        request: DownloadRequest,
+        sink: _Sink,
+        max_redirects: int,
+        storage_retries: int,
+        sleep: Sleep,
+    ) -> None:
+        self.http = http
+        self.request = request
+        self.sink = sink
+        self.max_redirects = max_redirects
+        self.storage_retries = storage_retries
+        self.sleep = sleep
+        self.link = _parse_url(request.url, "The download link")
+        self.url = self.link
+
+    @property
+    def at_link(self) -> bool:
+        """Still at the Polar link, where another GET would count as another download."""
+        return self.url == self.link
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                response = await self._open()
+                try:
+                    await self._receive(response)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
+                await self.sink.finish()
+                return
+            except httpx2.RequestError as error:
+                reason = f"the connection failed ({type(error).__name__})"
+                if self.at_link:
+                    raise DownloadError(f"Could not reach Polar: {reason}. Try again.") from error
+                failure = _RetryableError(reason)
+            except _RetryableError as error:
+                failure = error
+            if attempt >= self.storage_retries:
+                raise DownloadError(
+                    f"The transfer from the storage server failed: {failure.reason}, after "
+                    f"{attempt + 1} attempt(s). Try again later."
+                ) from failure
+            await self.sleep(_RETRY_DELAY * 2**attempt)
+            attempt += 1
+            logger.warning("storage transfer failed (%s); resuming at byte %d", failure.reason, self.sink.done)
+
+    async def _open(self) -> httpx2.Response:
+        """GET the current URL, following redirects by hand, and return the final response."""
+        for _ in range(self.max_redirects + 1):
+            headers = {"Accept-Encoding": "identity"}
+            if self.url.origin == self.link.origin:
+                headers.update(self.request.headers)
+            if self.sink.done and not self.at_link:
+                headers["Range"] = f"bytes={self.sink.done}-"
+            response = await self.http.send(
+                self.http.build_request("GET", self.url, headers=headers), stream=True, follow_redirects=False
+            )
+            if response.status_code not in _REDIRECTS:
+                return response
+            await response.aclose()
+            location = response.headers.get("Location")
+            if not location:
+                raise DownloadError(
+                    f"The server answered a redirect ({response.status_code}) without a destination. Try again."
+                )
+            self.url = _parse_url(str(self.url.join(location)), "A redirect")
+        raise DownloadError(
+            f"The download was redirected more than {self.max_redirects} times, so it was stopped. "
+            "Get a fresh link and try again."
+        )
+
+    async def _receive(self, response: httpx2.Response) -> None:
+        status = response.status_code
+        if self.at_link and status != 200:
+            raise DownloadError(_link_failure(status))
+        if status in _TRANSIENT:
+            raise _RetryableError(f"the storage server answered {status}")
+        if status == 206:
+            self._check_range(response)
+        elif status == 200:
+            if self.sink.done:
+                self.sink.restart()
+        else:
+            raise DownloadError(_storage_failure(status))
+        length = response.headers.get("Content-Length")
+        encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+        if length is not None and length.isdigit() and not encoded and int(length) != self.sink.total - self.sink.done:
+            raise DownloadError(
+                f"The server is sending {int(length) + self.sink.done} bytes but Polar announced "
+                f"{self.sink.total}, so the download was stopped and deleted. Get a fresh link and try again."
+            )
+        # We ask for identity; a server that compresses anyway still delivers the file once decoded.
+        async for chunk in response.aiter_bytes(_CHUNK):
+            await self.sink.write(chunk)
+        if self.sink.done < self.sink.total:
+            if self.at_link:
+                raise DownloadError("The download from Polar was cut short. Get a fresh link and try again.")
+            raise _RetryableError(f"the storage server stopped after {self.sink.done} of {self.sink.total} bytes")
+
+    def _check_range(self, response: httpx2.Response) -> None:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
+        if match is None or int(match.group(1)) != self.sink.done or match.group(2) not in ("*", str(self.sink.total)):
+            raise DownloadError(
+                "The storage server resumed the transfer at the wrong place. Get a fresh link and try again."
+            )
+
+
+def _parse_url(url: str, what: str) -> httpx2.URL:
+    try:
+        parsed = httpx2.URL(url)
+    except (httpx2.InvalidURL, ValueError):
+        # Chaining would carry the address, a secret, into tracebacks and logs.
+        raise DownloadError(f"{what} is not a valid address, so it was refused. Get a fresh link.") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        scheme = parsed.scheme if re.fullmatch(r"[a-z][a-z0-9+.-]{0,20}", parsed.scheme) else "unknown"
+        raise DownloadError(
+            f"{what} pointed to a non-HTTP(S) address ({scheme}:), so it was refused. Get a fresh link."
+        )
+    return parsed
+
+
+def _link_failure(status: int) -> str:
+    if status == 404:
+        return "Polar says this download link is invalid (404). Get a new link and try again."
+    if status == 410:
+        return "The download link expired or the file was withdrawn (410). Get a fresh link and try again."
+    if status in _TRANSIENT:
+        return f"Polar is unavailable right now ({status}). Try again in a minute."
+    return f"Polar refused the download link ({status}). Get a fresh link and try again."
+
+
+def _storage_failure(status: int) -> str:
+    if status == 403:
+        return (
+            "The storage server refused the download (403), usually because its link expired. "
+            "Get a fresh link and try again."
+        )
+    if status in (404, 410):
+        return (
+            f"The file is missing from storage ({status}). Get a fresh link; if this persists, the file "
+            "may have been withdrawn."
+        )
+    return f"The storage server answered {status}. Get a fresh link and try again."

@@ -1,0 +1,126 @@
+"""polar-mcp launched as a host launches it: a subprocess speaking MCP over stdio."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
+from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.store import Store
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def store() -> Store:
+    return demo_store()
+
+
+@pytest.fixture(scope="module")
+def double(store: Store) -> Iterator[RunningDouble]:
+    with start_double(store) as running:
+        yield running
+
+
+async def test_a_host_launched_server_lists_searches_and_links_without_leaking_the_token(
+    store: Store, double: RunningDouble
+) -> None:
+    token = store.issue_session(store.customer_by_external_id(DEMO_CUSTOMER_EXTERNAL_ID).id)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "polar_mcp"],
+        env={"POLAR_API_URL": double.base_url, "POLAR_CUSTOMER_SESSION": token, "POLAR_MCP_LOG_LEVEL": "DEBUG"},
+    )
+    outputs: list[str] = []
+    with tempfile.TemporaryFile("w+") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            tools = await client.list_tools()
+            assert {tool.name for tool in tools.tools} >= {"list_downloadables", "get_download_link"}
+            listing = await client.call_tool("list_downloadables", {})
+            search = await client.call_tool("list_downloadables", {"query": "RUST"})
+            link = await client.call_tool("get_download_link", {"name": "errata"})
+            for result in (listing, search, link):
+                assert not result.is_error, result.content
+                outputs.append(result.model_dump_json())
+        errlog.seek(0)
+        stderr = errlog.read()
+    assert search.structured_content is not None
+    assert {i["name"] for i in search.structured_content["items"]} == {"rust-in-practice.pdf", "rust-in-practice.epub"}
+    assert link.structured_content is not None
+    signed_url = link.structured_content["url"]
+    assert signed_url.startswith(double.base_url + "/v1/customer-portal/downloadables/")
+    assert token not in stderr
+    assert signed_url not in stderr
+    assert all(token not in output for output in outputs)
+    assert "/customer-portal/downloadables/ey" not in stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"POLAR_CUSTOMER_SESSION": "polar_oat_wrong_kind", "POLAR_MCP_LOG_LEVEL": "DEBUG"},
+    ],
+    ids=["no-token-warning", "debug-logging"],
+)
+def test_stdout_carries_only_json_rpc_even_when_the_server_warns(env: dict[str, str]) -> None:
+    messages = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "raw-test", "version": "0"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "list_downloadables", "arguments": {}}},
+    ]
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("POLAR")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "polar_mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**clean_env, "POLAR_API_URL": "http://127.0.0.1:9", **env},
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    # A stuck server must fail the test, not hang it.
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.start()
+    try:
+        process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+        process.stdin.flush()
+        lines: list[str] = []
+        # EOF on stdin cancels requests in flight: keep it open until the last answer is read.
+        while not any('"id":3' in line.replace(" ", "") for line in lines):
+            line = process.stdout.readline()
+            assert line, "the server closed stdout early"
+            lines.append(line)
+        rest, stderr = process.communicate(timeout=30)
+    finally:
+        watchdog.cancel()
+        process.kill()
+    lines += rest.splitlines()
+    answers = [json.loads(line) for line in lines if line.strip()]
+    assert all(answer["jsonrpc"] == "2.0" for answer in answers)
+    assert {answer.get("id") for answer in answers} >= {1, 2, 3}
+    call = next(answer for answer in answers if answer.get("id") == 3)
+    assert call["result"]["isError"] is True
+    assert process.returncode == 0
+    assert stderr  # the warning went to stderr, not stdout
