@@ -107,20 +107,14 @@ class Catalog:
     ) -> Listing:
         """A page of the catalog; with `query`, a page of the matches from the whole catalog."""
         if query is None:
-            result = await self._client.list_downloadables(
-                source, page=page, limit=limit, benefit_ids=benefit_ids
-            )
+            result = await self._client.list_downloadables(source, page=page, limit=limit, benefit_ids=benefit_ids)
             self._remember(source, result.items)
-            return Listing(
-                list(result.items), page, limit, result.pagination.total_count, result.pagination.max_page
-            )
+            return Listing(list(result.items), page, limit, result.pagination.total_count, result.pagination.max_page)
         items = await self._scan(source, benefit_ids)
         needle = query.casefold().strip()
         matches = [item for item in items if needle in item.file.name.casefold()]
         start = (page - 1) * limit
-        return Listing(
-            matches[start : start + limit], page, limit, len(matches), math.ceil(len(matches) / limit)
-        )
+        return Listing(matches[start : start + limit], page, limit, len(matches), math.ceil(len(matches) / limit))
 
     async def all_items(self, source: TokenSource, *, benefit_ids: Sequence[str] = ()) -> list[Downloadable]:
         """Every item of the catalog (or of some benefits), fetched concurrently."""
@@ -139,14 +133,12 @@ class Catalog:
     async def _find_by_id(self, source: TokenSource, wanted: str) -> Downloadable:
         memory = self._memory(source)
         known = memory.items.get(memory.by_file_id.get(wanted, wanted))
-        if known is not None:
-            if self._link_is_fresh(known):
-                return known
-            for item in await self._scan(source, [known.benefit_id]):
-                if wanted in (item.id, item.file.id):
-                    return item
-        else:
-            for item in await self._scan(source, ()):
+        if known is not None and self._link_is_fresh(known):
+            return known
+        # Narrow to the benefit we saw it under; if it moved (or we never saw it), scan everything.
+        scopes: list[list[str]] = [[known.benefit_id], []] if known is not None else [[]]
+        for benefit_ids in scopes:
+            for item in await self._scan(source, benefit_ids):
                 if wanted in (item.id, item.file.id):
                     return item
         raise ItemNotFoundError(
@@ -206,5 +198,7 @@ class Catalog:
         return memory
 
     def _link_is_fresh(self, item: Downloadable) -> bool:
+        if not item.file.download.url:
+            return False  # the link was dropped as unusable: only a new listing can bring a good one
         left = item.file.download.expires_at.timestamp() - self._wall_clock()
         return left > LINK_REUSE_MARGIN

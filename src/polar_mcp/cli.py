@@ -10,12 +10,18 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Generator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from polar_mcp import __version__
 from polar_mcp.config import OPTIONS, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -70,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     link = commands.add_parser("link", parents=common, help="print a fresh download link for one file")
     link.add_argument("item", metavar="ID|NAME", help="id or file id from `list`, or a file name")
     link.add_argument("--json", action="store_true")
+    fetch = commands.add_parser("download", parents=common, help="save one file, verified; prints its path")
+    fetch.add_argument("item", metavar="ID|NAME", help="id or file id from `list`, or a file name")
+    fetch.add_argument(
+        "--dir", dest="download_dir", default=argparse.SUPPRESS, help="folder to save into [POLAR_MCP_DOWNLOAD_DIR]"
+    )
+    fetch.add_argument("--overwrite", action="store_true", help="replace a different file of the same name")
+    fetch.add_argument("--json", action="store_true")
     commands.add_parser("doctor", parents=common, help="check the configuration, the token and Polar")
     return parser
 
@@ -121,8 +134,27 @@ def _serve(settings: Settings) -> int:
         return EXIT_OK
     from polar_mcp.server import build_server
 
-    build_server(settings).run()
+    anyio.run(_serve_stdio, build_server(settings))
     return EXIT_OK
+
+
+async def _serve_stdio(server: MCPServer[Any]) -> None:
+    """Serve stdio until EOF, SIGTERM or SIGINT, cancelling calls in flight so their cleanup runs.
+
+    Python's default SIGTERM ends the process at once, leaving partial downloads behind.
+    """
+    async with anyio.create_task_group() as group:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    logging.getLogger("polar_mcp").info("signal received: stopping")
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(stop_on_signal)
+        await server.run_stdio_async()
+        group.cancel_scope.cancel()
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from polar_mcp.polar.errors import (
     UnauthorizedError,
 )
 from polar_mcp.polar.minting import MintedSession
+from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import token_kind
 from polar_mcp.runtime import Core, open_core
 
@@ -48,6 +49,7 @@ def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
     handlers: dict[str, Callable[[Core, argparse.Namespace], Awaitable[int]]] = {
         "list": _list,
         "link": _link,
+        "download": _download,
         "doctor": _doctor,
     }
     handler = handlers[command]
@@ -105,12 +107,16 @@ async def _list(core: Core, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _link(core: Core, args: argparse.Namespace) -> int:
-    wanted: str = args.item
+async def _find(core: Core, wanted: str) -> Downloadable:
+    """An id if it is one of the catalog's ids, else a name."""
     try:
-        item = await core.catalog.find(core.configured, downloadable_id=wanted)
+        return await core.catalog.find(core.configured, downloadable_id=wanted)
     except ItemNotFoundError:
-        item = await core.catalog.find(core.configured, name=wanted)
+        return await core.catalog.find(core.configured, name=wanted)
+
+
+async def _link(core: Core, args: argparse.Namespace) -> int:
+    item = await _find(core, args.item)
     link = present.download_link(item, now=datetime.now(UTC))
     if args.json:
         _print_json(link)
@@ -118,6 +124,61 @@ async def _link(core: Core, args: argparse.Namespace) -> int:
         print(link.url)
         _err(f"{link.name}: link expires {link.expires_at} (in {link.expires_in_seconds // 60} min)")
     return EXIT_OK
+
+
+async def _download(core: Core, args: argparse.Namespace) -> int:
+    from polar_mcp import download
+
+    item = await _find(core, args.item)
+    bar = _ProgressBar(sys.stderr, present.file_name(item))
+    try:
+        saved = await download.download_file(
+            core.files,
+            download.request_for(item),
+            core.settings.download_dir or download.default_download_dir(),
+            overwrite=args.overwrite,
+            max_bytes=core.settings.max_download_size,
+            progress=bar.update,
+        )
+    except download.DownloadError as error:
+        bar.finish()
+        _err(error.message)
+        return EXIT_FAILED
+    bar.finish()
+    result = download.as_result(saved)
+    if args.json:
+        _print_json(result)
+    else:
+        print(result.path)
+        _err(present.downloaded_text(result))
+    return EXIT_OK
+
+
+class _ProgressBar:
+    """A one-line progress bar on a terminal; silent when stderr is not one (scripts, CI logs)."""
+
+    WIDTH = 30
+
+    def __init__(self, out: TextIO, label: str) -> None:
+        self._out = out
+        self._label = label[:40]
+        self._shown = False
+        self._interactive = out.isatty()
+
+    async def update(self, done: int, total: int) -> None:
+        if not self._interactive:
+            return
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        percent = 100 * done // total if total else 100
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self._out.write(f"\r{self._label} [{bar}] {percent:3d}% {present.human_size(done)}")
+        self._out.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self._shown:
+            self._out.write("\n")
+            self._out.flush()
 
 
 async def _doctor(core: Core, _: argparse.Namespace) -> int:

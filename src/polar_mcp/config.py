@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -68,6 +69,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("api_version", "POLAR_API_VERSION", "Polar-Version header to send (YYYY-MM); none by default"),
     Option("timeout", "POLAR_MCP_TIMEOUT", "seconds a Polar call may take, retries included (default 30)"),
     Option("log_level", "POLAR_MCP_LOG_LEVEL", "stderr log level: DEBUG, INFO (default), WARNING, ERROR"),
+    Option("download_dir", "POLAR_MCP_DOWNLOAD_DIR", "folder download_file saves into (default: Downloads/polar)"),
+    Option(
+        "max_download_size",
+        "POLAR_MCP_MAX_DOWNLOAD_SIZE",
+        "largest file download_file fetches, in bytes or with a unit: 500MB, 2GB (default 5GB)",
+    ),
+    Option(
+        "disable_download",
+        "POLAR_MCP_DISABLE_DOWNLOAD",
+        "hide download_file, for hosts that must not write files",
+        switch=True,
+    ),
     Option("transport", "POLAR_MCP_TRANSPORT", "stdio (default) or http (streamable HTTP at /mcp)"),
     Option("host", "POLAR_MCP_HOST", "HTTP bind address (default 127.0.0.1)"),
     Option("port", "POLAR_MCP_PORT", "HTTP port (default 8000)"),
@@ -105,6 +118,9 @@ class Settings(BaseModel):
     api_version: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
     timeout: float = Field(default=30.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    download_dir: Path | None = None
+    max_download_size: int = Field(default=5 * 1000**3, gt=0)
+    disable_download: bool = False
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -116,6 +132,22 @@ class Settings(BaseModel):
     def _strip_token(cls, value: Any) -> Any:
         # Tokens pasted into host configs often carry a stray newline or spaces.
         return value.strip() or None if isinstance(value, str) else value
+
+    @field_validator("download_dir", mode="before")
+    @classmethod
+    def _expand_dir(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, str) else value
+
+    @field_validator("max_download_size", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[bB]?\s*", value)
+        if match is None:
+            raise ValueError("must be a size such as 500MB, 2GB or a number of bytes")
+        factor = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}[match.group(2).lower()]
+        return int(float(match.group(1)) * factor)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -152,9 +184,7 @@ class Settings(BaseModel):
         try:
             return str(uuid.UUID(value.strip()))
         except ValueError:
-            raise ValueError(
-                "must be a Polar id (a UUID); use the EXTERNAL_ variant for your own ids"
-            ) from None
+            raise ValueError("must be a Polar id (a UUID); use the EXTERNAL_ variant for your own ids") from None
 
     @model_validator(mode="after")
     def _check_minting(self) -> Settings:
@@ -165,8 +195,7 @@ class Settings(BaseModel):
         wants_customer = self.customer_id is not None or self.external_customer_id is not None
         if self.access_token is not None and not wants_customer and self.customer_session is None:
             raise ValueError(
-                "POLAR_ACCESS_TOKEN mints customer sessions: also set POLAR_CUSTOMER_ID or "
-                "POLAR_EXTERNAL_CUSTOMER_ID"
+                "POLAR_ACCESS_TOKEN mints customer sessions: also set POLAR_CUSTOMER_ID or POLAR_EXTERNAL_CUSTOMER_ID"
             )
         return self
 

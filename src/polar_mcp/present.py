@@ -19,7 +19,7 @@ from polar_mcp.polar.models import Downloadable
 from polar_mcp.untrusted import clean_text
 
 NAME_LIMIT = 200
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class _Out(BaseModel):
@@ -68,6 +68,17 @@ class DownloadLink(_Out):
     headers: dict[str, str] | None = None
 
 
+class DownloadedFile(_Out):
+    """Where a file was saved, and whether its checksum was verified."""
+
+    path: str
+    name: str
+    size_bytes: int
+    sha256: str
+    verified: bool
+    skipped: bool
+
+
 def human_size(size: int) -> str:
     """Bytes as a person reads them, in SI units: 2400000 -> '2.4 MB'."""
     if size < 1000:
@@ -88,7 +99,7 @@ def utc_iso(moment: datetime) -> str:
 def sha256_hex(item: Downloadable) -> str | None:
     """The file's SHA-256 in hex, from Polar's hex or base64 checksum; None if absent or malformed."""
     hex_value = item.file.checksum_sha256_hex
-    if hex_value and _HEX64.match(hex_value):
+    if hex_value and _HEX64.fullmatch(hex_value):
         return hex_value.lower()
     b64_value = item.file.checksum_sha256_base64
     if b64_value:
@@ -105,12 +116,17 @@ def file_name(item: Downloadable) -> str:
     return clean_text(item.file.name, NAME_LIMIT) or "(unnamed file)"
 
 
+def _handle(value: str) -> str:
+    # Ids are UUIDs, so this changes nothing for Polar's real ones; a hostile id cannot forge lines.
+    return clean_text(value, 100)
+
+
 def file_item(item: Downloadable) -> FileItem:
     modified = item.file.last_modified_at
     return FileItem(
-        id=item.id,
-        benefit_id=item.benefit_id,
-        file_id=item.file.id,
+        id=_handle(item.id),
+        benefit_id=_handle(item.benefit_id),
+        file_id=_handle(item.file.id),
         name=file_name(item),
         mime_type=clean_text(item.file.mime_type, 100) if item.file.mime_type else None,
         size_bytes=item.file.size,
@@ -144,9 +160,7 @@ def listing_text(result: DownloadablesList, *, query: str | None = None) -> str:
         return f"No files{searched}." if searched else "No purchased files are available to this customer."
     first = (result.page - 1) * result.limit + 1
     last = first + len(result.items) - 1
-    lines = [
-        f"Files {first}–{last} of {result.total_count}{searched} (page {result.page} of {result.max_page}):"
-    ]
+    lines = [f"Files {first}–{last} of {result.total_count}{searched} (page {result.page} of {result.max_page}):"]
     for benefit_id, group in _by_benefit(result.items):
         lines.append(f"Benefit {benefit_id} — {len(group)} file{'s' if len(group) != 1 else ''}:")
         lines.extend(_item_line(item) for item in group)
@@ -171,9 +185,9 @@ def _item_line(item: FileItem) -> str:
 def download_link(item: Downloadable, *, now: datetime) -> DownloadLink:
     expires = item.file.download.expires_at
     return DownloadLink(
-        id=item.id,
-        file_id=item.file.id,
-        benefit_id=item.benefit_id,
+        id=_handle(item.id),
+        file_id=_handle(item.file.id),
+        benefit_id=_handle(item.benefit_id),
         name=file_name(item),
         url=item.file.download.url,
         expires_at=utc_iso(expires),
@@ -205,3 +219,11 @@ def ambiguous_text(message: str, candidates: Sequence[Downloadable]) -> str:
     lines = [message, "Candidates:"]
     lines.extend(f"- {file_name(item)} · id {item.id}" for item in candidates)
     return "\n".join(lines)
+
+
+def downloaded_text(saved: DownloadedFile) -> str:
+    size = human_size(saved.size_bytes)
+    if saved.skipped:
+        return f"Already present, identical (SHA-256 matches): {saved.path} ({size}). Nothing was downloaded."
+    check = "SHA-256 verified" if saved.verified else "size checked; Polar gave no checksum to verify"
+    return f"Saved {saved.name} ({size}) to {saved.path} — {check}."

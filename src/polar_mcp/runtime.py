@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx2
+from pydantic import SecretStr
 
 from polar_mcp.catalog import Catalog
 from polar_mcp.config import Settings
-from polar_mcp.polar.client import PolarClient
+from polar_mcp.polar.client import USER_AGENT, PolarClient
 from polar_mcp.polar.minting import CustomerRef, MintedSession
-from polar_mcp.polar.sessions import BearerRequired, MissingSession, StaticSession, TokenSource
+from polar_mcp.polar.sessions import (
+    BEARER_HINT,
+    BearerRequired,
+    MissingSession,
+    StaticSession,
+    TokenSource,
+    bearer_session,
+)
 
 logger = logging.getLogger(__name__)
 
+BEARER_RENEW_HINT = f"The bearer session was rejected. {BEARER_HINT}"
 STATIC_RENEW_HINT = (
     "Create a new customer session and update POLAR_CUSTOMER_SESSION, or set POLAR_ACCESS_TOKEN "
     "and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself."
@@ -30,6 +39,15 @@ class Core:
     settings: Settings
     catalog: Catalog
     configured: TokenSource
+    files: httpx2.AsyncClient
+    """For file transfers: no base URL and no credentials, so a session token can never reach storage."""
+
+    def source_for(self, headers: Mapping[str, str] | None) -> TokenSource:
+        """An HTTP caller's own bearer token if it sent one, else the configured source."""
+        bearer = bearer_session(headers.get("authorization")) if headers is not None else None
+        if bearer is None:
+            return self.configured
+        return StaticSession(SecretStr(bearer), renew_hint=BEARER_RENEW_HINT)
 
 
 ClientFactory = Callable[[httpx2.AsyncClient], PolarClient]
@@ -45,14 +63,20 @@ async def open_core(
 ) -> AsyncGenerator[Core]:
     """Open the HTTP client and build the core; tests inject a transport or a client factory."""
     http = PolarClient.new_http_client(settings.base_url, settings.timeout, transport=http_transport)
-    async with http:
+    files = httpx2.AsyncClient(
+        transport=http_transport,
+        timeout=httpx2.Timeout(settings.timeout, connect=min(settings.timeout, 10.0)),
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,
+    )
+    async with http, files:
         client = (
             make_client(http)
             if make_client is not None
             else PolarClient(http, timeout=settings.timeout, polar_version=settings.api_version)
         )
         configured = configured_source(settings, client) if use_configured_token else BearerRequired()
-        yield Core(settings=settings, catalog=Catalog(client), configured=configured)
+        yield Core(settings=settings, catalog=Catalog(client), configured=configured, files=files)
 
 
 def configured_source(settings: Settings, client: PolarClient) -> TokenSource:
@@ -72,7 +96,5 @@ def configured_source(settings: Settings, client: PolarClient) -> TokenSource:
         )
         logger.info("minting customer sessions for %s with POLAR_ACCESS_TOKEN", customer.describe())
         return MintedSession(client, settings.access_token, customer)
-    logger.warning(
-        "POLAR_CUSTOMER_SESSION is not set: every tool will answer with how to provide a session token"
-    )
+    logger.warning("POLAR_CUSTOMER_SESSION is not set: every tool will answer with how to provide a session token")
     return MissingSession()

@@ -6,7 +6,6 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
@@ -15,14 +14,15 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field
 
 from polar_mcp import __version__, present
-from polar_mcp.catalog import AmbiguousNameError, Catalog, CatalogError
+from polar_mcp.catalog import AmbiguousNameError, CatalogError
 from polar_mcp.config import Settings
 from polar_mcp.polar.errors import AuthenticationError, PolarError
-from polar_mcp.polar.sessions import StaticSession, TokenSource, bearer_session
-from polar_mcp.runtime import ClientFactory, open_core
+from polar_mcp.polar.models import Downloadable
+from polar_mcp.polar.sessions import TokenSource
+from polar_mcp.runtime import ClientFactory, Core, open_core
 
 logger = logging.getLogger(__name__)
 
@@ -30,27 +30,10 @@ INSTRUCTIONS = (
     "Tools for the files this customer bought on Polar.sh. list_downloadables shows files and ids "
     "(query searches all of them); get_download_link gives a signed link that expires."
 )
+DOWNLOAD_INSTRUCTIONS = " download_file saves a file into the user's downloads folder, verified."
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=True)
+WRITES_FILES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 MAX_BENEFIT_IDS = 50
-
-
-BEARER_RENEW_HINT = "Send a new customer session token as the Authorization bearer."
-
-
-@dataclass(frozen=True)
-class State:
-    """What the lifespan shares with every tool call."""
-
-    catalog: Catalog
-    configured: TokenSource
-
-    def source_for(self, ctx: Context[State, Any]) -> TokenSource:
-        """An HTTP caller's own bearer token if it sent one, else the configured source."""
-        headers = ctx.headers
-        bearer = bearer_session(headers.get("authorization")) if headers is not None else None
-        if bearer is None:
-            return self.configured
-        return StaticSession(SecretStr(bearer), renew_hint=BEARER_RENEW_HINT)
 
 
 def build_server(
@@ -59,7 +42,7 @@ def build_server(
     use_configured_token: bool = True,
     http_transport: httpx2.AsyncBaseTransport | None = None,
     make_client: ClientFactory | None = None,
-) -> MCPServer[State]:
+) -> MCPServer[Core]:
     """The MCP server for `settings`; tests inject an HTTP transport or a whole client factory.
 
     `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
@@ -67,26 +50,31 @@ def build_server(
     """
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[State]) -> AsyncGenerator[State]:
+    async def lifespan(_: MCPServer[Core]) -> AsyncGenerator[Core]:
         async with open_core(
             settings,
             use_configured_token=use_configured_token,
             http_transport=http_transport,
             make_client=make_client,
         ) as core:
-            yield State(catalog=core.catalog, configured=core.configured)
+            yield core
 
-    server: MCPServer[State] = MCPServer(
-        "polar-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
-    )
-    _register_tools(server)
+    server: MCPServer[Core] = MCPServer("polar-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+    _register_read_tools(server)
+    if not settings.disable_download:
+        _register_download_tool(server)
+    _compact_schemas(server)
     return server
 
 
-def _register_tools(server: MCPServer[State]) -> None:
+ItemId = Annotated[str | None, Field(max_length=100, description="id (or file_id) from list_downloadables.")]
+ItemName = Annotated[str | None, Field(max_length=300, description="File name, or a unique part of it.")]
+
+
+def _register_read_tools(server: MCPServer[Core]) -> None:
     @server.tool(title="List purchased files", annotations=READ_ONLY)
     async def list_downloadables(
-        ctx: Context[State, Any],
+        ctx: Context[Core, Any],
         benefit_id: Annotated[
             str | list[str] | None, Field(description="Benefit id(s) from list_downloadables, to narrow it.")
         ] = None,
@@ -97,44 +85,69 @@ def _register_tools(server: MCPServer[State]) -> None:
         ] = None,
     ) -> Annotated[CallToolResult, present.DownloadablesList]:
         """List the files this customer can download from Polar, with ids for get_download_link."""
-        state = _state(ctx)
-        source = state.source_for(ctx)
+        core = ctx.request_context.lifespan_context
+        source = core.source_for(ctx.headers)
         benefit_ids = _benefit_ids(benefit_id)
         query = query.strip() or None if query is not None else None
         with _tool_errors(source):
-            listing = await state.catalog.list(
-                source, benefit_ids=benefit_ids, page=page, limit=limit, query=query
-            )
+            listing = await core.catalog.list(source, benefit_ids=benefit_ids, page=page, limit=limit, query=query)
         result = present.downloadables_list(listing)
         return _result(present.listing_text(result, query=query), result)
 
     @server.tool(title="Get a download link", annotations=READ_ONLY)
     async def get_download_link(
-        ctx: Context[State, Any],
-        downloadable_id: Annotated[
-            str | None, Field(max_length=100, description="id (or file_id) from list_downloadables.")
-        ] = None,
-        name: Annotated[
-            str | None, Field(max_length=300, description="File name, or a unique part of it.")
-        ] = None,
+        ctx: Context[Core, Any], downloadable_id: ItemId = None, name: ItemName = None
     ) -> Annotated[CallToolResult, present.DownloadLink]:
         """Get a fresh signed download link for one file, by id or by name. The link expires."""
-        state = _state(ctx)
-        source = state.source_for(ctx)
-        if (downloadable_id is None or not downloadable_id.strip()) == (name is None or not name.strip()):
-            raise ToolError("Give exactly one of downloadable_id (from list_downloadables) or name.")
-        with _tool_errors(source):
-            item = await state.catalog.find(source, downloadable_id=downloadable_id, name=name)
-        if not item.file.download.url:
-            raise ToolError("Polar sent no usable link for this file; try again in a minute.")
+        core = ctx.request_context.lifespan_context
+        item = await _find(core, core.source_for(ctx.headers), downloadable_id, name)
         link = present.download_link(item, now=datetime.now(UTC))
         return _result(present.link_text(link), link)
 
-    _compact_schemas(server)
+
+def _register_download_tool(server: MCPServer[Core]) -> None:
+    @server.tool(title="Download a purchased file", annotations=WRITES_FILES)
+    async def download_file(
+        ctx: Context[Core, Any],
+        downloadable_id: ItemId = None,
+        name: ItemName = None,
+        overwrite: Annotated[bool, Field(description="Replace a different local file of the same name.")] = False,
+    ) -> Annotated[CallToolResult, present.DownloadedFile]:
+        """Save one file into the configured downloads folder, verified by size and SHA-256."""
+        # Loaded on first use: the download engine is not needed to start or to list.
+        from polar_mcp import download
+
+        core = ctx.request_context.lifespan_context
+        item = await _find(core, core.source_for(ctx.headers), downloadable_id, name)
+        total = item.file.size
+
+        async def progress(done: int, _: int) -> None:
+            await ctx.report_progress(done, total, f"{present.human_size(done)} of {present.human_size(total)}")
+
+        try:
+            saved = await download.download_file(
+                core.files,
+                download.request_for(item),
+                core.settings.download_dir or download.default_download_dir(),
+                overwrite=overwrite,
+                max_bytes=core.settings.max_download_size,
+                progress=progress,
+            )
+        except download.DownloadError as error:
+            raise ToolError(error.message) from None
+        result = download.as_result(saved)
+        return _result(present.downloaded_text(result), result)
 
 
-def _state(ctx: Context[State, Any]) -> State:
-    return ctx.request_context.lifespan_context
+async def _find(core: Core, source: TokenSource, downloadable_id: str | None, name: str | None) -> Downloadable:
+    """The item a tool call names, with a link that has more than five minutes left."""
+    if (downloadable_id is None or not downloadable_id.strip()) == (name is None or not name.strip()):
+        raise ToolError("Give exactly one of downloadable_id (from list_downloadables) or name.")
+    with _tool_errors(source):
+        item = await core.catalog.find(source, downloadable_id=downloadable_id, name=name)
+    if not item.file.download.url:
+        raise ToolError("Polar sent no usable link for this file; try again in a minute.")
+    return item
 
 
 def _benefit_ids(value: str | list[str] | None) -> list[str]:
@@ -173,7 +186,7 @@ def _result(text: str, model: BaseModel) -> CallToolResult:
     )
 
 
-def _compact_schemas(server: MCPServer[State]) -> None:
+def _compact_schemas(server: MCPServer[Core]) -> None:
     """Trim generated schema noise that costs the model context and says nothing.
 
     Titles repeat property names; `null` branches and `default: null` describe what omitting a key

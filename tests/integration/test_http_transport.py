@@ -13,23 +13,12 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.loopback import serve_asgi
 
 from polar_mcp.config import ConfigError, load_settings
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, DEMO_OTHER_CUSTOMER_EXTERNAL_ID, demo_store
-from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, DEMO_OTHER_CUSTOMER_EXTERNAL_ID
+from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.store import Store
 from polar_mcp.http import build_http_app, check_bind
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def store() -> Store:
-    return demo_store()
-
-
-@pytest.fixture(scope="module")
-def double(store: Store) -> Iterator[RunningDouble]:
-    with start_double(store) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

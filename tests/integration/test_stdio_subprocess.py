@@ -8,28 +8,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
-from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
+from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.store import Store
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def store() -> Store:
-    return demo_store()
-
-
-@pytest.fixture(scope="module")
-def double(store: Store) -> Iterator[RunningDouble]:
-    with start_double(store) as running:
-        yield running
 
 
 async def test_a_host_launched_server_lists_searches_and_links_without_leaking_the_token(

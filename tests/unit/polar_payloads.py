@@ -6,14 +6,14 @@ FACTS.md. Nothing here knows polar-mcp's internals: tests see it only through HT
 
 from __future__ import annotations
 
-import json
 import math
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio.lowlevel
 import httpx2
 from pydantic import SecretStr
 
@@ -37,9 +37,7 @@ LINK_LIFETIME = timedelta(hours=1)
 
 INVALID_TOKEN_BODY = {
     "error": "invalid_token",
-    "error_description": (
-        "The access token provided is expired, revoked, malformed, or invalid for other reasons."
-    ),
+    "error_description": ("The access token provided is expired, revoked, malformed, or invalid for other reasons."),
 }
 INVALID_TOKEN_CHALLENGE = (
     'Bearer realm="polar", error="invalid_token", '
@@ -102,12 +100,12 @@ def page_body(items: Sequence[dict[str, Any]], *, total_count: int, limit: int) 
     }
 
 
-def validation_body(*problems: tuple[list[str | int], str]) -> dict[str, Any]:
+def validation_body(*problems: tuple[Sequence[str | int], str]) -> dict[str, Any]:
     """A 422 body as Polar sends it, `error` key included."""
     return {
         "error": "RequestValidationError",
         "detail": [
-            {"type": "value_error", "loc": loc, "msg": msg, "input": None, "ctx": {}} for loc, msg in problems
+            {"type": "value_error", "loc": list(loc), "msg": msg, "input": None, "ctx": {}} for loc, msg in problems
         ],
     }
 
@@ -120,7 +118,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return httpx2.Response(status, json=body, headers=headers)
 
 
-Handler = Callable[[httpx2.Request], Awaitable[httpx2.Response]]
+Handler = Callable[[httpx2.Request], Coroutine[Any, Any, httpx2.Response]] | Callable[[httpx2.Request], httpx2.Response]
 
 
 @dataclass
@@ -151,13 +149,16 @@ class FakePolar:
     """Serves `items` from the downloadables endpoint as Polar does, and records every request.
 
     `script` answers first when it returns a response (a 429 here, a 503 there); `on_page` runs
-    before a page is served, so a test can change the catalog between pages.
+    before a page is served, so a test can change the catalog between pages; `slowness` holds some
+    pages back (in event-loop turns) so they finish after later ones.
     """
 
     items: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     script: Callable[[httpx2.Request], httpx2.Response | None] | None = None
     on_page: Callable[[int], None] | None = None
+    slowness: dict[int, int] = field(default_factory=dict[int, int])
     requests: list[httpx2.Request] = field(default_factory=list[httpx2.Request])
+    served_pages: list[int] = field(default_factory=list[int])
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -167,7 +168,8 @@ class FakePolar:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             # Yield to the event loop so concurrent requests really overlap inside the handler.
-            for _ in range(3):
+            page = int(request.url.params.get("page", "1"))
+            for _ in range(3 + self.slowness.get(page, 0)):
                 await _checkpoint()
             if self.script is not None and (scripted := self.script(request)) is not None:
                 return scripted
@@ -182,12 +184,11 @@ class FakePolar:
         limit = min(int(params.get("limit", "10")), 100)
         if self.on_page is not None:
             self.on_page(page)
+        self.served_pages.append(page)
         wanted = params.get_list("benefit_id")
         matching = [i for i in self.items if not wanted or i["benefit_id"] in wanted]
         start = (page - 1) * limit
-        return json_response(
-            200, page_body(matching[start : start + limit], total_count=len(matching), limit=limit)
-        )
+        return json_response(200, page_body(matching[start : start + limit], total_count=len(matching), limit=limit))
 
     @property
     def queries(self) -> list[list[tuple[str, str]]]:
@@ -196,13 +197,11 @@ class FakePolar:
 
 
 async def _checkpoint() -> None:
-    import anyio
-
     await anyio.lowlevel.checkpoint()
 
 
 def make_client(
-    handler: Handler | Callable[[httpx2.Request], httpx2.Response],
+    handler: Handler,
     time: FakeTime | None = None,
     *,
     timeout: float = 30.0,
@@ -211,12 +210,9 @@ def make_client(
     limits: ClientLimits | None = None,
     seed: int = 7,
 ) -> PolarClient:
-    """A `PolarClient` whose HTTP goes to `handler`, with the process's real default headers."""
+    """A `PolarClient` on the process's real `AsyncClient`, whose transport is `handler`."""
     time = time if time is not None else FakeTime()
-    defaults = PolarClient.new_http_client(BASE_URL, timeout)
-    http = httpx2.AsyncClient(
-        base_url=BASE_URL, transport=httpx2.MockTransport(handler), headers=dict(defaults.headers)
-    )
+    http = PolarClient.new_http_client(BASE_URL, timeout, transport=httpx2.MockTransport(handler))
     return PolarClient(
         http,
         timeout=timeout,
@@ -226,13 +222,9 @@ def make_client(
         clock=time.clock,
         wall_clock=time.wall_clock,
         sleep=time.sleep,
-        rng=random.Random(seed),  # noqa: S311 - reproducible jitter
+        rng=random.Random(seed),
     )
 
 
 def session(token: str = CUSTOMER_TOKEN) -> StaticSession:
     return StaticSession(SecretStr(token), renew_hint="Create a new customer session.")
-
-
-def decoded(response_body: bytes) -> Any:
-    return json.loads(response_body)

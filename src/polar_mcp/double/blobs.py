@@ -7,7 +7,7 @@ import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 
 BLOCK_SIZE = 64 * 1024
 
@@ -84,18 +84,10 @@ class Blob:
         """The whole content at once (for small files and tests)."""
         return b"".join(self.blocks())
 
-    # cached_property works on a frozen dataclass because it writes the instance __dict__ directly;
-    # hashing once matters because every listing reports the checksums of every file on the page.
-    @cached_property
+    @property
     def digests(self) -> Digests:
         """SHA-256 (hex and base64) and an S3-style single-part ETag (MD5 hex) of the content."""
-        sha = hashlib.sha256()
-        md5 = hashlib.md5(usedforsecurity=False)
-        for block in self.blocks():
-            sha.update(block)
-            md5.update(block)
-        digest = sha.digest()
-        return Digests(digest.hex(), base64.b64encode(digest).decode("ascii"), md5.hexdigest())
+        return _digests(self)
 
     def _filler(self, index: int) -> bytes:
         # One generator per block keeps any block computable on its own, so streaming never needs
@@ -110,3 +102,16 @@ class Blob:
             lines.append(line)
             length += len(line)
         return "".join(lines).encode("ascii")
+
+
+# Keyed by the blob's value, so every store built from the same catalog shares one computation: a
+# listing reports the checksums of every file on its page.
+@lru_cache(maxsize=8192)
+def _digests(blob: Blob) -> Digests:
+    sha = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
+    for block in blob.blocks():
+        sha.update(block)
+        md5.update(block)
+    digest = sha.digest()
+    return Digests(digest.hex(), base64.b64encode(digest).decode("ascii"), md5.hexdigest())

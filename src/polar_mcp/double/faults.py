@@ -6,32 +6,31 @@ import random
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from http import HTTPStatus
 from typing import Literal
 
-# Faults counted in requests, consumed one per request in this order: the first one set wins.
-GateFault = Literal[
-    "drop_next", "non_json_next", "rate_limit_next", "errors_next", "truncate_next", "cut_next"
-]
+# Counted faults that decide a request's fate before it reaches a route, consumed one per request in
+# this order: the first one set wins.
+GateFault = Literal["drop_next", "non_json_next", "rate_limit_next", "errors_next"]
 GATE_FAULTS: tuple[GateFault, ...] = (
     "drop_next",
     "non_json_next",
     "rate_limit_next",
     "errors_next",
-    "truncate_next",
-    "cut_next",
 )
 
-_COUNTS = (*GATE_FAULTS, "wrong_bytes_next")
+_COUNTS = (*GATE_FAULTS, "truncate_next", "cut_next", "wrong_bytes_next")
+_SERVER_ERRORS = frozenset(s.value for s in HTTPStatus if 500 <= s.value <= 599)
 
 
 @dataclass
 class Faults:
     """What the double gets wrong, and for how long.
 
-    Counted faults (`*_next`) hit the next N requests the double receives, admin routes excluded,
-    in arrival order; they are what deterministic tests should use. `error_rate` draws from an RNG
-    seeded with `seed`. The switches are read and consumed under a lock because tests flip them from
-    another thread than the server's.
+    Counted faults (`*_next`) hit the next N requests the double receives (admin routes excluded),
+    or the next N answers or downloads as each says; deterministic tests should use them.
+    `error_rate` draws from an RNG seeded with `seed`. The switches are read and consumed under a lock
+    because tests flip them from another thread than the server's.
     """
 
     latency: float = 0.0
@@ -48,9 +47,9 @@ class Faults:
     drop_next: int = 0
     """The next N requests see their connection closed without any answer."""
     truncate_next: int = 0
-    """The next N answers carry only the first half of their body (Content-Length matching)."""
+    """The next N answers with a body carry only its first half (Content-Length matching)."""
     cut_next: int = 0
-    """The next N answers send headers and half the body, then the connection is closed."""
+    """The next N answers with a body send the headers and half of it, then close the connection."""
     non_json_next: int = 0
     """The next N requests answer 200 with an HTML page, as a captive portal or proxy would."""
     drift: bool = False
@@ -65,7 +64,7 @@ class Faults:
         self._rng.seed(self.seed)
 
     def update(self, changes: Mapping[str, object]) -> None:
-        """Set some switches; raise ValueError naming the first bad one (nothing changes then)."""
+        """Set some switches; on a bad one raise ValueError or TypeError naming it, changing nothing."""
         checked = {name: _check(name, value) for name, value in changes.items()}
         with self._lock:
             for name, value in checked.items():
@@ -109,10 +108,10 @@ def _check(name: str, value: object) -> object:
         raise ValueError(f"{name}: no such fault")
     if name == "drift":
         if not isinstance(value, bool):
-            raise ValueError(f"{name}: expected a boolean")
+            raise TypeError(f"{name}: expected a boolean")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}: expected a number")
+        raise TypeError(f"{name}: expected a number")
     if name in (*_COUNTS, "retry_after", "seed"):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}: expected an integer >= 0")
@@ -122,7 +121,7 @@ def _check(name: str, value: object) -> object:
     elif name == "error_rate":
         if not 0 <= value <= 1:
             raise ValueError(f"{name}: expected a probability between 0 and 1")
-    elif not isinstance(value, int) or not 500 <= value <= 599:
+    elif value not in _SERVER_ERRORS:
         raise ValueError(f"{name}: expected a 5xx status")
     return value
 

@@ -1,4 +1,4 @@
-"""The double's data, modelled as Polar's: organizations -> customers (and members) -> grants -> benefits -> files.
+"""The double's data, modelled as Polar's: organizations, customers and members, grants, benefits, files.
 
 Also the state a test inspects or steers: the clock, sessions and organization tokens, the rate limit,
 fault switches, and what was requested and downloaded.
@@ -188,6 +188,7 @@ class RequestRecord:
     query: str
     token_prefix: str | None
     status: int
+    """0 when the connection was dropped without an answer."""
 
 
 @dataclass(frozen=True)
@@ -447,8 +448,7 @@ class Store:
         if not file.downloadable:
             return None
         still_granted = any(
-            g.customer_id == customer_id and g.benefit_id == benefit_id and g.active
-            for g in self.grants.values()
+            g.customer_id == customer_id and g.benefit_id == benefit_id and g.active for g in self.grants.values()
         )
         return file if still_granted else None
 

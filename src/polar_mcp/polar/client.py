@@ -128,9 +128,7 @@ class PolarClient:
         pages: dict[int, list[Downloadable]] = {1: list(first.items)}
 
         async def fetch(number: int) -> None:
-            result = await self.list_downloadables(
-                source, page=number, limit=MAX_PAGE_SIZE, benefit_ids=benefit_ids
-            )
+            result = await self.list_downloadables(source, page=number, limit=MAX_PAGE_SIZE, benefit_ids=benefit_ids)
             pages[number] = list(result.items)
 
         if last > 1:
@@ -303,9 +301,7 @@ def _first_polar_error(failures: ExceptionGroup[Exception]) -> Exception:
 
 def _too_large(cap: int) -> MalformedResponseError:
     limit = f"{cap // (1024 * 1024)} MiB" if cap >= 1024 * 1024 else f"{cap} bytes"
-    return MalformedResponseError(
-        f"Polar's response was larger than {limit}, which polar-mcp refuses to read."
-    )
+    return MalformedResponseError(f"Polar's response was larger than {limit}, which polar-mcp refuses to read.")
 
 
 def _seconds(value: float) -> str:

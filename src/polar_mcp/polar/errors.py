@@ -113,14 +113,8 @@ def _validation_problems(body: Mapping[str, Any] | None) -> list[tuple[str, str]
             continue
         entry = cast(dict[str, Any], entry)
         loc = entry.get("loc")
-        parts = (
-            [str(p) for p in cast(list[Any], loc) if p not in ("query", "body")]
-            if isinstance(loc, list)
-            else []
-        )
-        problems.append(
-            (clean_text(".".join(parts) or "request", 60), clean_text(entry.get("msg", "invalid")))
-        )
+        parts = [str(p) for p in cast(list[Any], loc) if p not in ("query", "body")] if isinstance(loc, list) else []
+        problems.append((clean_text(".".join(parts) or "request", 60), clean_text(entry.get("msg", "invalid"))))
     return problems
 
 
@@ -150,9 +144,7 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes, *,
         when = f"retry after {wait:.0f} s" if wait is not None else "wait a minute and retry"
         return RateLimitedError(f"Polar's rate limit was reached; {when}.", wait)
     if status == 408 or status >= 500:
-        return ServerError(
-            f"Polar is having trouble right now (HTTP {status}); try again in a minute.", status
-        )
+        return ServerError(f"Polar is having trouble right now (HTTP {status}); try again in a minute.", status)
     data = _json_body(body)
     code = data.get("error") if data else None
     if status == 401:

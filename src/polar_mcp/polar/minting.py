@@ -125,9 +125,7 @@ class MintedSession:
             return await self._mint()
 
     def _fresh(self) -> bool:
-        return (
-            self._expires_at is not None and self._expires_at.timestamp() - self._wall_clock() > RENEW_MARGIN
-        )
+        return self._expires_at is not None and self._expires_at.timestamp() - self._wall_clock() > RENEW_MARGIN
 
     async def _mint(self) -> SecretStr:
         try:
@@ -152,9 +150,7 @@ class MintedSession:
         created = parse_json(body, CustomerSessionCreated)
         self._current = created.token
         self._expires_at = created.expires_at
-        logger.info(
-            "minted a customer session for %s, valid until %s", self._customer.describe(), created.expires_at
-        )
+        logger.info("minted a customer session for %s, valid until %s", self._customer.describe(), created.expires_at)
         return created.token
 
     def _explain_422(self, error: RequestValidationError) -> MintError:
@@ -169,6 +165,4 @@ class MintedSession:
                 f"Polar has no customer for {self._customer.describe()}; check the id in the Polar dashboard "
                 "(POLAR_CUSTOMER_ID is Polar's id, POLAR_EXTERNAL_CUSTOMER_ID your own)."
             )
-        return MintError(
-            f"Polar refused to create a customer session for {self._customer.describe()}: {error.message}"
-        )
+        return MintError(f"Polar refused to create a customer session for {self._customer.describe()}: {error.message}")

@@ -1,0 +1,25 @@
+"""An embedded double of Polar's customer-portal API, to try polar-mcp without an account and to test
+it over real HTTP.
+
+It stands alone: nothing here imports the rest of polar_mcp, and the rest imports it only on demand.
+"""
+
+from polar_mcp.double.app import ConnectionDroppedError, create_app
+from polar_mcp.double.blobs import Blob
+from polar_mcp.double.catalog import demo_store, synthetic_store
+from polar_mcp.double.faults import Faults
+from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.store import ManualClock, Store
+
+__all__ = [
+    "Blob",
+    "ConnectionDroppedError",
+    "Faults",
+    "ManualClock",
+    "RunningDouble",
+    "Store",
+    "create_app",
+    "demo_store",
+    "start_double",
+    "synthetic_store",
+]
