@@ -1,7 +1,8 @@
 """`make demo`: a scripted session, through a real MCP client over stdio, against `polar-mcp --demo`.
 
 It launches the server exactly as a host would, then does what a person would ask an assistant to
-do: see the tools, list the files, search by name, and get a download link.
+do: see the tools, list the files, search by name, get a download link and download a file (into
+a temporary folder: a newcomer's Downloads folder is not the demo's to fill).
 """
 
 from __future__ import annotations
@@ -27,10 +28,17 @@ def _text(result: CallToolResult) -> str:
     return first.text if first is not None and first.type == "text" else ""
 
 
-async def _call(client: Client, name: str, arguments: dict[str, Any]) -> CallToolResult:
+async def _call(client: Client, name: str, arguments: dict[str, Any], *, watch: bool = False) -> CallToolResult:
     shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
     print(f"\n> {name}({shown})")
-    result = await client.call_tool(name, arguments)
+    reports: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        reports.append(message or f"{progress:.0f}/{total or 0:.0f}")
+
+    result = await client.call_tool(name, arguments, progress_callback=on_progress if watch else None)
+    if reports:
+        print(f"progress: {len(reports)} notifications, {reports[0]} … {reports[-1]}")
     marker = "error" if result.is_error else "ok"
     print(f"[{marker}]\n{_text(result)}")
     return result
@@ -58,7 +66,10 @@ async def session(download_dir: str) -> int:
         _say("4. 'Give me the link for the errata' (get_download_link by name)")
         link = await _call(client, "get_download_link", {"name": "errata"})
         failures += link.is_error
-        _say("5. A mistake, answered with what to do next")
+        _say("5. 'Download my Rust ebook as a PDF' (download_file, verified, with progress)")
+        saved = await _call(client, "download_file", {"name": "rust-in-practice.pdf"}, watch=True)
+        failures += saved.is_error
+        _say("6. A mistake, answered with what to do next")
         await _call(client, "get_download_link", {"name": "rust"})
     _say("Done" if not failures else f"Done, with {failures} unexpected error(s)")
     return 1 if failures else 0
