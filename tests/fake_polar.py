@@ -18,6 +18,7 @@ CUSTOMER_TOKEN = "polar_cst_unit_test_token"
 BENEFIT_A = "11111111-1111-4111-8111-111111111111"
 BENEFIT_B = "22222222-2222-4222-8222-222222222222"
 LINK_EXPIRES = datetime(2030, 1, 1, tzinfo=UTC)
+GRANTS_PATH = "/v1/customer-portal/benefit-grants/"
 
 
 def item(number: int, name: str, *, benefit_id: str = BENEFIT_A, size: int = 1_234_567) -> dict[str, object]:
@@ -55,19 +56,30 @@ Responder = Callable[[httpx2.Request], httpx2.Response | None]
 
 @dataclass
 class FakePolar:
-    """Serves `items` as Polar would; `script` answers first when it returns a response."""
+    """Serves `items` as Polar would; `script` answers listings first when it returns a response.
+
+    Benefit grants (for benefit names) are always served from `benefit_names`.
+    """
 
     items: list[dict[str, object]] = field(default_factory=list[dict[str, object]])
     tokens: set[str] = field(default_factory=lambda: {CUSTOMER_TOKEN})
     script: list[Responder] = field(default_factory=list[Responder])
     requests: list[httpx2.Request] = field(default_factory=list[httpx2.Request])
     link_ttl: timedelta | None = None
+    benefit_names: dict[str, tuple[str, str]] = field(
+        default_factory=lambda: {
+            BENEFIT_A: ("Rust Ebook Bundle", "Ferris Press"),
+            BENEFIT_B: ("Async Course", "Ferris Press"),
+        }
+    )
 
     def transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self.handle)
 
     def handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
+        if request.url.path == GRANTS_PATH:
+            return self._grants()
         while self.script:
             answer = self.script.pop(0)(request)
             if answer is not None:
@@ -96,6 +108,24 @@ class FakePolar:
             "items": chosen,
             "pagination": {"total_count": len(matching), "max_page": math.ceil(len(matching) / limit)},
         }
+        return httpx2.Response(200, content=json.dumps(body), headers={"content-type": "application/json"})
+
+    def _grants(self) -> httpx2.Response:
+        grants = [
+            {
+                "id": f"grant-{benefit_id}",
+                "benefit_id": benefit_id,
+                "is_granted": True,
+                "benefit": {
+                    "id": benefit_id,
+                    "type": "downloadables",
+                    "description": name,
+                    "organization": {"name": seller, "slug": "seller"},
+                },
+            }
+            for benefit_id, (name, seller) in self.benefit_names.items()
+        ]
+        body = {"items": grants, "pagination": {"total_count": len(grants), "max_page": 1 if grants else 0}}
         return httpx2.Response(200, content=json.dumps(body), headers={"content-type": "application/json"})
 
     def list_calls(self) -> list[httpx2.Request]:

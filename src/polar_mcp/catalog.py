@@ -7,18 +7,30 @@ so a follow-up `get_download_link` is usually answered with one narrow call or n
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio
 
 from polar_mcp.cache import BoundedCache
-from polar_mcp.polar.client import PolarClient
+from polar_mcp.polar.client import PolarClient, first_error
+from polar_mcp.polar.errors import PolarError
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import TokenSource
 
+logger = logging.getLogger(__name__)
+_logged_name_failures: set[str] = set()
+R = TypeVar("R")
+
 LINK_REUSE_MARGIN = 300.0
 """A remembered link is reused only while it has more than this many seconds left."""
+
+NAMES_TTL = 300.0
+"""How long benefit names are trusted before the benefit grants are fetched again."""
 
 SNAPSHOT_TTL = 60.0
 """How long a whole-catalog scan answers name lookups before the catalog is scanned again."""
@@ -55,20 +67,45 @@ class Listing:
     limit: int
     total_count: int
     max_page: int
+    names: Mapping[str, BenefitName] = field(default_factory=dict[str, "BenefitName"])
 
     @property
     def has_more(self) -> bool:
         return self.page < self.max_page
 
 
+@dataclass(frozen=True)
+class BenefitName:
+    """What a customer calls a benefit, and who sold it (either may be unknown)."""
+
+    name: str | None
+    seller: str | None
+
+
+@dataclass
+class _Names:
+    by_benefit: dict[str, BenefitName] = field(default_factory=dict[str, BenefitName])
+    fetched_at: float = -math.inf
+    rechecked: set[str] = field(default_factory=set[str])
+    """Benefits still without a name after a fetch: not looked for again in this lifetime."""
+
+
 @dataclass
 class _Memory:
     """What one principal's listings taught us."""
+
+    names: _Names = field(default_factory=_Names)
+    names_lock: anyio.Lock = field(default_factory=anyio.Lock)
 
     items: dict[str, Downloadable] = field(default_factory=dict[str, Downloadable])
     by_file_id: dict[str, str] = field(default_factory=dict[str, str])
     snapshot: list[str] | None = None
     snapshot_at: float = -math.inf
+
+
+def _searchable(item: Downloadable, names: Mapping[str, BenefitName]) -> str:
+    benefit = names.get(item.benefit_id)
+    return f"{item.file.name}\n{benefit.name if benefit and benefit.name else ''}".casefold()
 
 
 class Catalog:
@@ -105,16 +142,71 @@ class Catalog:
         limit: int = 20,
         query: str | None = None,
     ) -> Listing:
-        """A page of the catalog; with `query`, a page of the matches from the whole catalog."""
+        """A page of the catalog; with `query`, a page of the matches (file or benefit name) of all of it."""
         if query is None:
-            result = await self._client.list_downloadables(source, page=page, limit=limit, benefit_ids=benefit_ids)
+            result = await self._alongside_names(
+                source, self._client.list_downloadables(source, page=page, limit=limit, benefit_ids=benefit_ids)
+            )
             self._remember(source, result.items)
-            return Listing(list(result.items), page, limit, result.pagination.total_count, result.pagination.max_page)
-        items = await self._scan(source, benefit_ids)
+            names = await self.benefit_names(source, {item.benefit_id for item in result.items})
+            pagination = result.pagination
+            return Listing(list(result.items), page, limit, pagination.total_count, pagination.max_page, names)
+        items = await self._alongside_names(source, self._scan(source, benefit_ids))
+        names = await self.benefit_names(source, {item.benefit_id for item in items})
         needle = query.casefold().strip()
-        matches = [item for item in items if needle in item.file.name.casefold()]
+        matches = [item for item in items if needle in _searchable(item, names)]
         start = (page - 1) * limit
-        return Listing(matches[start : start + limit], page, limit, len(matches), math.ceil(len(matches) / limit))
+        pages = math.ceil(len(matches) / limit)
+        return Listing(matches[start : start + limit], page, limit, len(matches), pages, names)
+
+    async def benefit_names(self, source: TokenSource, benefit_ids: Iterable[str]) -> dict[str, BenefitName]:
+        """Names of these benefits, from the cache, refreshed at most once per lifetime for unknown ids.
+
+        A benefit that is not public never gets a name; a failure to fetch names only leaves them out.
+        """
+        memory = self._memory(source)
+        wanted = set(benefit_ids)
+        async with memory.names_lock:
+            names = memory.names
+            stale = self._clock() - names.fetched_at > NAMES_TTL
+            if stale or wanted - names.by_benefit.keys() - names.rechecked:
+                names = memory.names = await self._fetch_names(source, names, stale=stale)
+                names.rechecked |= wanted - names.by_benefit.keys()
+        return {b: names.by_benefit[b] for b in wanted if b in names.by_benefit}
+
+    async def _alongside_names(self, source: TokenSource, listing: Awaitable[R]) -> R:
+        """Await `listing` while stale benefit names refresh concurrently, so names cost no extra wait."""
+        memory = self._memory(source)
+        if self._clock() - memory.names.fetched_at <= NAMES_TTL:
+            return await listing
+        results: list[R] = []
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self.benefit_names, source, ())
+                results.append(await listing)
+        except ExceptionGroup as failures:
+            raise first_error(failures) from None
+        return results[0]
+
+    async def _fetch_names(self, source: TokenSource, previous: _Names, *, stale: bool) -> _Names:
+        try:
+            grants = await self._client.list_all_benefit_grants(source)
+        except PolarError as error:
+            if error.message not in _logged_name_failures:
+                _logged_name_failures.add(error.message)
+                logger.warning("benefit names unavailable, listings go without them: %s", error.message)
+            # Not again before the cache lifetime ends: a failing endpoint must not slow every listing.
+            return _Names(dict(previous.by_benefit), self._clock(), set(previous.rechecked))
+        fetched = {
+            grant.benefit_id: BenefitName(
+                name=grant.benefit.description if grant.benefit else None,
+                seller=grant.benefit.organization.name if grant.benefit and grant.benefit.organization else None,
+            )
+            for grant in grants
+        }
+        if stale:
+            return _Names(fetched, self._clock(), set())
+        return _Names({**previous.by_benefit, **fetched}, previous.fetched_at, set(previous.rechecked))
 
     async def all_items(self, source: TokenSource, *, benefit_ids: Sequence[str] = ()) -> list[Downloadable]:
         """Every item of the catalog (or of some benefits), fetched concurrently."""

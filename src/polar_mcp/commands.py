@@ -117,7 +117,8 @@ async def _find(core: Core, wanted: str) -> Downloadable:
 
 async def _link(core: Core, args: argparse.Namespace) -> int:
     item = await _find(core, args.item)
-    link = present.download_link(item, now=datetime.now(UTC))
+    names = await core.catalog.benefit_names(core.configured, [item.benefit_id])
+    link = present.download_link(item, names.get(item.benefit_id), now=datetime.now(UTC))
     if args.json:
         _print_json(link)
     else:
@@ -145,7 +146,8 @@ async def _download(core: Core, args: argparse.Namespace) -> int:
         _err(error.message)
         return EXIT_FAILED
     bar.finish()
-    result = download.as_result(saved)
+    names = await core.catalog.benefit_names(core.configured, [item.benefit_id])
+    result = download.as_result(saved, names.get(item.benefit_id))
     if args.json:
         _print_json(result)
     else:

@@ -26,8 +26,9 @@ import anyio
 import anyio.to_thread
 import httpx2
 
+from polar_mcp.catalog import BenefitName
 from polar_mcp.polar.models import Downloadable
-from polar_mcp.present import DownloadedFile, human_size, sha256_hex
+from polar_mcp.present import DownloadedFile, benefit_keys, human_size, sha256_hex
 from polar_mcp.untrusted import clean_text
 
 logger = logging.getLogger(__name__)
@@ -530,9 +531,10 @@ def request_for(item: Downloadable) -> DownloadRequest:
     )
 
 
-def as_result(saved: SavedFile) -> DownloadedFile:
+def as_result(saved: SavedFile, benefit: BenefitName | None) -> DownloadedFile:
     """The tool's and the CLI's structured result for a saved file."""
     return DownloadedFile(
+        **benefit_keys(benefit),
         path=str(saved.path),
         name=saved.name,
         size_bytes=saved.size_bytes,

@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from polar_mcp.catalog import Listing
+from polar_mcp.catalog import BenefitName, Listing
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.untrusted import clean_text
 
@@ -31,6 +31,8 @@ class FileItem(_Out):
 
     id: str
     benefit_id: str
+    benefit: str | None = None
+    seller: str | None = None
     file_id: str
     name: str
     mime_type: str | None = None
@@ -58,6 +60,8 @@ class DownloadLink(_Out):
     id: str
     file_id: str
     benefit_id: str
+    benefit: str | None = None
+    seller: str | None = None
     name: str
     url: str
     expires_at: str
@@ -77,6 +81,8 @@ class DownloadedFile(_Out):
     sha256: str
     verified: bool
     skipped: bool
+    benefit: str | None = None
+    seller: str | None = None
 
 
 def human_size(size: int) -> str:
@@ -121,11 +127,20 @@ def _handle(value: str) -> str:
     return clean_text(value, 100)
 
 
-def file_item(item: Downloadable) -> FileItem:
+def benefit_keys(name: BenefitName | None) -> dict[str, str]:
+    """The `benefit` and `seller` keys, present only when Polar told us them."""
+    if name is None:
+        return {}
+    found = {"benefit": clean_text(name.name or "", 60), "seller": clean_text(name.seller or "", 60)}
+    return {key: value for key, value in found.items() if value}
+
+
+def file_item(item: Downloadable, names: Mapping[str, BenefitName]) -> FileItem:
     modified = item.file.last_modified_at
     return FileItem(
         id=_handle(item.id),
         benefit_id=_handle(item.benefit_id),
+        **benefit_keys(names.get(item.benefit_id)),
         file_id=_handle(item.file.id),
         name=file_name(item),
         mime_type=clean_text(item.file.mime_type, 100) if item.file.mime_type else None,
@@ -139,7 +154,7 @@ def file_item(item: Downloadable) -> FileItem:
 
 def downloadables_list(listing: Listing) -> DownloadablesList:
     return DownloadablesList(
-        items=[file_item(item) for item in listing.items],
+        items=[file_item(item, listing.names) for item in listing.items],
         page=listing.page,
         limit=listing.limit,
         total_count=listing.total_count,
@@ -149,7 +164,7 @@ def downloadables_list(listing: Listing) -> DownloadablesList:
 
 
 def listing_text(result: DownloadablesList, *, query: str | None = None) -> str:
-    """Files grouped by benefit, one short line each, and how to get more."""
+    """Files grouped under their benefit's name, one short line each, and how to get more."""
     searched = f" matching {clean_text(query, 60)!r}" if query else ""
     if not result.items:
         if result.total_count and result.page > result.max_page:
@@ -160,20 +175,33 @@ def listing_text(result: DownloadablesList, *, query: str | None = None) -> str:
         return f"No files{searched}." if searched else "No purchased files are available to this customer."
     first = (result.page - 1) * result.limit + 1
     last = first + len(result.items) - 1
-    lines = [f"Files {first}–{last} of {result.total_count}{searched} (page {result.page} of {result.max_page}):"]
-    for benefit_id, group in _by_benefit(result.items):
-        lines.append(f"Benefit {benefit_id} — {len(group)} file{'s' if len(group) != 1 else ''}:")
+    sellers = {item.seller for item in result.items if item.seller}
+    seller = next(iter(sellers)) if len(sellers) == 1 else None
+    source = f" from {seller}" if seller else ""
+    page = f"page {result.page} of {result.max_page}"
+    lines = [f"Files {first}–{last} of {result.total_count}{searched}{source} ({page}):"]
+    for group in _by_benefit(result.items):
+        lines.append(_group_line(group, show_seller=seller is None))
         lines.extend(_item_line(item) for item in group)
     if result.has_more:
         lines.append(f"More: call again with page={result.page + 1}.")
     return "\n".join(lines)
 
 
-def _by_benefit(items: Sequence[FileItem]) -> list[tuple[str, list[FileItem]]]:
+def _group_line(group: Sequence[FileItem], *, show_seller: bool) -> str:
+    head = group[0]
+    count = f"{len(group)} file{'s' if len(group) != 1 else ''}"
+    if head.benefit is None:
+        return f"Benefit {head.benefit_id} — {count}:"
+    seller = f", from {head.seller}" if show_seller and head.seller else ""
+    return f"{head.benefit}{seller} — {count} (benefit_id {head.benefit_id}):"
+
+
+def _by_benefit(items: Sequence[FileItem]) -> list[list[FileItem]]:
     groups: dict[str, list[FileItem]] = {}
     for item in items:
         groups.setdefault(item.benefit_id, []).append(item)
-    return list(groups.items())
+    return list(groups.values())
 
 
 def _item_line(item: FileItem) -> str:
@@ -182,12 +210,13 @@ def _item_line(item: FileItem) -> str:
     return f"- {item.name} · {item.size}{kind}{version} · id {item.id}"
 
 
-def download_link(item: Downloadable, *, now: datetime) -> DownloadLink:
+def download_link(item: Downloadable, name: BenefitName | None, *, now: datetime) -> DownloadLink:
     expires = item.file.download.expires_at
     return DownloadLink(
         id=_handle(item.id),
         file_id=_handle(item.file.id),
         benefit_id=_handle(item.benefit_id),
+        **benefit_keys(name),
         name=file_name(item),
         url=item.file.download.url,
         expires_at=utc_iso(expires),
@@ -199,10 +228,15 @@ def download_link(item: Downloadable, *, now: datetime) -> DownloadLink:
     )
 
 
+def _from(benefit: str | None, seller: str | None) -> str:
+    parts = [part for part in (benefit, seller) if part]
+    return f", from {' by '.join(parts)}" if parts else ""
+
+
 def link_text(link: DownloadLink) -> str:
     minutes = link.expires_in_seconds // 60
     lines = [
-        f"Download link for {link.name} ({human_size(link.size_bytes)}):",
+        f"Download link for {link.name} ({human_size(link.size_bytes)}){_from(link.benefit, link.seller)}:",
         link.url,
         f"Expires {link.expires_at} (in {minutes} min). Keep it private: anyone holding it can download "
         "the file, and each opening counts as a download.",

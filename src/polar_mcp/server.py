@@ -100,8 +100,10 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
     ) -> Annotated[CallToolResult, present.DownloadLink]:
         """Get a fresh signed download link for one file, by id or by name. The link expires."""
         core = ctx.request_context.lifespan_context
-        item = await _find(core, core.source_for(ctx.headers), downloadable_id, name)
-        link = present.download_link(item, now=datetime.now(UTC))
+        source = core.source_for(ctx.headers)
+        item = await _find(core, source, downloadable_id, name)
+        names = await core.catalog.benefit_names(source, [item.benefit_id])
+        link = present.download_link(item, names.get(item.benefit_id), now=datetime.now(UTC))
         return _result(present.link_text(link), link)
 
 
@@ -118,7 +120,8 @@ def _register_download_tool(server: MCPServer[Core]) -> None:
         from polar_mcp import download
 
         core = ctx.request_context.lifespan_context
-        item = await _find(core, core.source_for(ctx.headers), downloadable_id, name)
+        source = core.source_for(ctx.headers)
+        item = await _find(core, source, downloadable_id, name)
         total = item.file.size
 
         async def progress(done: int, _: int) -> None:
@@ -135,7 +138,8 @@ def _register_download_tool(server: MCPServer[Core]) -> None:
             )
         except download.DownloadError as error:
             raise ToolError(error.message) from None
-        result = download.as_result(saved)
+        names = await core.catalog.benefit_names(source, [item.benefit_id])
+        result = download.as_result(saved, names.get(item.benefit_id))
         return _result(present.downloaded_text(result), result)
 
 
@@ -190,24 +194,27 @@ def _compact_schemas(server: MCPServer[Core]) -> None:
     """Trim generated schema noise that costs the model context and says nothing.
 
     Titles repeat property names; `null` branches and `default: null` describe what omitting a key
-    already says (results leave out keys with no value, and arguments may be left out).
+    already says (results leave out keys with no value, and arguments may be left out). Output
+    schemas lose their descriptions too: the tool description and the text already explain them.
     """
     for tool in server._tool_manager.list_tools():  # pyright: ignore[reportPrivateUsage]
         _compact(tool.parameters)
         if tool.output_schema is not None:
-            _compact(tool.output_schema)
+            _compact(tool.output_schema, keep_descriptions=False)
 
 
-def _compact(schema: object) -> None:
+def _compact(schema: object, *, keep_descriptions: bool = True) -> None:
     if isinstance(schema, list):
         for value in cast(list[Any], schema):
-            _compact(value)
+            _compact(value, keep_descriptions=keep_descriptions)
         return
     if not isinstance(schema, dict):
         return
     node = cast(dict[str, Any], schema)
     if isinstance(node.get("title"), str):
         del node["title"]
+    if not keep_descriptions and isinstance(node.get("description"), str):
+        del node["description"]
     if "default" in node and node["default"] is None:
         del node["default"]
     branches = node.get("anyOf")
@@ -219,4 +226,4 @@ def _compact(schema: object) -> None:
         else:
             node["anyOf"] = kept
     for value in node.values():
-        _compact(value)
+        _compact(value, keep_descriptions=keep_descriptions)

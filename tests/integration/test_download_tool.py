@@ -73,6 +73,8 @@ async def test_a_file_is_saved_verified_with_progress_reported_to_the_client(
         "sha256": hashlib.sha256(data).hexdigest(),
         "verified": True,
         "skipped": False,
+        "benefit": "Async Course Videos",
+        "seller": "Ferris Press",
     }
     assert _text(result) == (f"Saved 01-futures-and-wakers.mp4 (14.8 MB) to {path} — SHA-256 verified.")
     assert len(seen) > 5

@@ -43,7 +43,11 @@ async def test_a_host_launched_server_lists_searches_and_links_without_leaking_t
         errlog.seek(0)
         stderr = errlog.read()
     assert search.structured_content is not None
-    assert {i["name"] for i in search.structured_content["items"]} == {"rust-in-practice.pdf", "rust-in-practice.epub"}
+    assert {i["name"] for i in search.structured_content["items"]} == {
+        "rust-in-practice.pdf",
+        "rust-in-practice.epub",
+        "errata.txt",  # matched by its benefit's name, Rust Ebook Bundle
+    }
     assert link.structured_content is not None
     signed_url = link.structured_content["url"]
     assert signed_url.startswith(double.base_url + "/v1/customer-portal/downloadables/")

@@ -76,11 +76,11 @@ async def test_list_downloadables_answers_compact_text_and_structured_items(clie
     result = await client.call_tool("list_downloadables", {})
     assert not result.is_error
     assert _text(result) == (
-        "Files 1–3 of 3 (page 1 of 1):\n"
-        f"Benefit {BENEFIT_A} — 2 files:\n"
+        "Files 1–3 of 3 from Ferris Press (page 1 of 1):\n"
+        f"Rust Ebook Bundle — 2 files (benefit_id {BENEFIT_A}):\n"
         "- Rust Ebook.pdf · 1.2 MB · application/pdf · id 00000000-0000-4000-8000-000000000001\n"
         "- Rust Ebook.epub · 1.2 MB · application/pdf · id 00000000-0000-4000-8000-000000000002\n"
-        f"Benefit {BENEFIT_B} — 1 file:\n"
+        f"Async Course — 1 file (benefit_id {BENEFIT_B}):\n"
         "- Async Course - Part 1.mp4 · 250.0 MB · application/pdf · id 00000000-0000-4000-8000-000000000003"
     )
     assert result.structured_content == {
@@ -88,6 +88,8 @@ async def test_list_downloadables_answers_compact_text_and_structured_items(clie
             {
                 "id": "00000000-0000-4000-8000-000000000001",
                 "benefit_id": BENEFIT_A,
+                "benefit": "Rust Ebook Bundle",
+                "seller": "Ferris Press",
                 "file_id": "ffffffff-0000-4000-8000-000000000001",
                 "name": "Rust Ebook.pdf",
                 "mime_type": "application/pdf",
@@ -99,6 +101,8 @@ async def test_list_downloadables_answers_compact_text_and_structured_items(clie
             {
                 "id": "00000000-0000-4000-8000-000000000002",
                 "benefit_id": BENEFIT_A,
+                "benefit": "Rust Ebook Bundle",
+                "seller": "Ferris Press",
                 "file_id": "ffffffff-0000-4000-8000-000000000002",
                 "name": "Rust Ebook.epub",
                 "mime_type": "application/pdf",
@@ -110,6 +114,8 @@ async def test_list_downloadables_answers_compact_text_and_structured_items(clie
             {
                 "id": "00000000-0000-4000-8000-000000000003",
                 "benefit_id": BENEFIT_B,
+                "benefit": "Async Course",
+                "seller": "Ferris Press",
                 "file_id": "ffffffff-0000-4000-8000-000000000003",
                 "name": "Async Course - Part 1.mp4",
                 "mime_type": "application/pdf",
@@ -215,6 +221,8 @@ async def test_get_download_link_by_id_by_file_id_and_by_name(client: Client) ->
             "id": "00000000-0000-4000-8000-000000000002",
             "file_id": "ffffffff-0000-4000-8000-000000000002",
             "benefit_id": BENEFIT_A,
+            "benefit": "Rust Ebook Bundle",
+            "seller": "Ferris Press",
             "name": "Rust Ebook.epub",
             "url": "https://api.polar.sh/v1/customer-portal/downloadables/signed-2",
             "expires_at": "2030-01-01T00:00:00Z",
@@ -224,7 +232,9 @@ async def test_get_download_link_by_id_by_file_id_and_by_name(client: Client) ->
         }
     )
     text = _text(by_id)
-    assert text.startswith("Download link for Rust Ebook.epub (1.2 MB):\nhttps://api.polar.sh/")
+    assert text.startswith(
+        "Download link for Rust Ebook.epub (1.2 MB), from Rust Ebook Bundle by Ferris Press:\nhttps://api.polar.sh/"
+    )
     assert "Keep it private" in text
 
 

@@ -28,17 +28,25 @@ from polar_mcp.polar.errors import (
     PolarTimeoutError,
     error_from_response,
 )
-from polar_mcp.polar.models import Downloadable, DownloadablesPage, SessionIntrospection
+from polar_mcp.polar.models import (
+    BenefitGrant,
+    BenefitGrantsPage,
+    Downloadable,
+    DownloadablesPage,
+    SessionIntrospection,
+)
 from polar_mcp.polar.sessions import TokenSource, principal_key
 
 logger = logging.getLogger(__name__)
 
 DOWNLOADABLES_PATH = "/v1/customer-portal/downloadables/"
 INTROSPECT_PATH = "/v1/customer-portal/customer-session/introspect"
+BENEFIT_GRANTS_PATH = "/v1/customer-portal/benefit-grants/"
 MAX_PAGE_SIZE = 100
 USER_AGENT = f"polar-mcp/{__version__}"
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -123,32 +131,50 @@ class PolarClient:
         self, source: TokenSource, *, benefit_ids: Sequence[str] = ()
     ) -> list[Downloadable]:
         """The whole catalog: page 1 tells `max_page`, the rest are fetched concurrently, in order."""
-        first = await self.list_downloadables(source, page=1, limit=MAX_PAGE_SIZE, benefit_ids=benefit_ids)
-        last = min(first.pagination.max_page, self._limits.max_catalog_pages)
-        pages: dict[int, list[Downloadable]] = {1: list(first.items)}
 
-        async def fetch(number: int) -> None:
+        async def page(number: int) -> tuple[list[Downloadable], int]:
             result = await self.list_downloadables(source, page=number, limit=MAX_PAGE_SIZE, benefit_ids=benefit_ids)
-            pages[number] = list(result.items)
+            return list(result.items), result.pagination.max_page
+
+        # Pages are fetched at slightly different moments: an item can shift across a page boundary.
+        unique: dict[str, Downloadable] = {}
+        for item in await self._all_pages(page):
+            unique.setdefault(item.id, item)
+        return list(unique.values())
+
+    async def list_benefit_grants(
+        self, source: TokenSource, *, page: int = 1, limit: int = MAX_PAGE_SIZE
+    ) -> BenefitGrantsPage:
+        """One page of the customer's downloadables benefit grants (which carry benefit names)."""
+        params = [("type", "downloadables"), ("page", str(page)), ("limit", str(limit))]
+        return await self._get(source, BENEFIT_GRANTS_PATH, params, BenefitGrantsPage)
+
+    async def list_all_benefit_grants(self, source: TokenSource) -> list[BenefitGrant]:
+        """Every downloadables benefit grant, pages fetched concurrently."""
+
+        async def page(number: int) -> tuple[list[BenefitGrant], int]:
+            result = await self.list_benefit_grants(source, page=number)
+            return list(result.items), result.pagination.max_page
+
+        return await self._all_pages(page)
+
+    async def _all_pages(self, fetch: Callable[[int], Awaitable[tuple[list[T], int]]]) -> list[T]:
+        """Page 1, then pages 2..max_page concurrently (bounded by the per-principal limiter), in order."""
+        first, max_page = await fetch(1)
+        last = min(max_page, self._limits.max_catalog_pages)
+        pages: dict[int, list[T]] = {1: first}
+
+        async def fetch_into(number: int) -> None:
+            pages[number] = (await fetch(number))[0]
 
         if last > 1:
-            # Concurrency is bounded by the per-principal limiter inside _get.
             try:
                 async with anyio.create_task_group() as group:
                     for number in range(2, last + 1):
-                        group.start_soon(fetch, number)
+                        group.start_soon(fetch_into, number)
             except ExceptionGroup as failures:
-                # The task group wraps a page's failure; callers expect the PolarError itself.
-                raise _first_polar_error(failures) from None
-        seen: set[str] = set()
-        items: list[Downloadable] = []
-        # Pages are fetched at slightly different moments: an item can shift across a page boundary.
-        for number in sorted(pages):
-            for item in pages[number]:
-                if item.id not in seen:
-                    seen.add(item.id)
-                    items.append(item)
-        return items
+                raise first_error(failures) from None
+        return [entry for number in sorted(pages) for entry in pages[number]]
 
     async def introspect(self, source: TokenSource) -> SessionIntrospection:
         """When the current session expires; a cheap way to check a token."""
@@ -289,11 +315,14 @@ def parse_json(body: bytes, model: type[M]) -> M:
         ) from None
 
 
-def _first_polar_error(failures: ExceptionGroup[Exception]) -> Exception:
-    """The first `PolarError` in a task group's failures, else the group itself."""
+def first_error(failures: ExceptionGroup[Exception]) -> Exception:
+    """The first `PolarError` in a task group's failures, else the group itself.
+
+    anyio wraps what fails inside a task group; callers expect the PolarError itself.
+    """
     for failure in failures.exceptions:
         if isinstance(failure, ExceptionGroup):
-            failure = _first_polar_error(cast(ExceptionGroup[Exception], failure))
+            failure = first_error(cast(ExceptionGroup[Exception], failure))
         if isinstance(failure, PolarError):
             return failure
     return failures

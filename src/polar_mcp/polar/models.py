@@ -79,6 +79,30 @@ class DownloadablesPage(_Lenient):
     pagination: Pagination
 
 
+class Seller(_Lenient):
+    name: str | None = None
+
+
+class BenefitInfo(_Lenient):
+    """The part of a benefit polar-mcp shows: its name (`description`) and its seller."""
+
+    id: str
+    description: str | None = None
+    organization: Seller | None = None
+
+
+class BenefitGrant(_Lenient):
+    """One grant of `GET /v1/customer-portal/benefit-grants/`; only the benefit matters here."""
+
+    benefit_id: str
+    benefit: BenefitInfo | None = None
+
+
+class BenefitGrantsPage(_Lenient):
+    items: list[BenefitGrant]
+    pagination: Pagination
+
+
 class SessionIntrospection(_Lenient):
     """`GET /v1/customer-portal/customer-session/introspect`."""
 
