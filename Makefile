@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 NODE_DIR := .tools/node
 NODE_PACKAGES := @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/sdk@1.32.0 @stoplight/prism-cli@5.16.0
 
-.PHONY: help install demo test lint typecheck pytest node-tools format clean
+.PHONY: help install demo test lint typecheck pytest node-tools format wheel-check bench clean
 
 help:
 	@echo "make demo   - set up and run a scripted session against the embedded Polar double"
 	@echo "make test   - ruff, pyright and the whole pytest suite (installs what it needs)"
 	@echo "make format - apply ruff's formatter and safe fixes"
+	@echo "make bench  - benchmarks, written to docs/BENCHMARKS.md"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,9 +46,19 @@ pytest: install node-tools
 
 test: lint typecheck pytest
 
+# Launch without cloning, proven: build the wheel, install it into a fresh virtualenv, run it.
+wheel-check: install
+	rm -rf dist .wheel-check
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	$(PYTHON) -m venv .wheel-check
+	.wheel-check/bin/python -m pip install --quiet dist/polar_mcp-*.whl
+	.wheel-check/bin/polar-mcp --help > /dev/null
+	.wheel-check/bin/polar-mcp list --demo --limit 3
+	rm -rf .wheel-check
+
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .tools dist build .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools dist build .wheel-check .pytest_cache .ruff_cache
