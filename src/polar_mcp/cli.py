@@ -92,8 +92,6 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
-    # httpx2 logs every request URL at INFO; signed download links are URLs.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

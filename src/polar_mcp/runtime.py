@@ -62,6 +62,10 @@ async def open_core(
     make_client: ClientFactory | None = None,
 ) -> AsyncGenerator[Core]:
     """Open the HTTP client and build the core; tests inject a transport or a client factory."""
+    # httpx2 logs every request URL at INFO (and MCPServer sets the root logger to INFO): signed
+    # download links are URLs. Every entry point (stdio, ASGI, CLI) opens the core, so quiet it here.
+    for noisy in ("httpx2", "httpcore2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     http = PolarClient.new_http_client(settings.base_url, settings.timeout, transport=http_transport)
     files = httpx2.AsyncClient(
         transport=http_transport,
