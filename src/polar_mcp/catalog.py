@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -44,6 +45,29 @@ class CatalogError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class InvalidArgumentError(CatalogError):
+    """An argument that cannot name anything in a catalog."""
+
+
+MAX_BENEFIT_IDS = 50
+
+
+def parse_benefit_ids(values: Sequence[str]) -> list[str]:
+    """Benefit ids in canonical form, de-duplicated; refused before anything is sent to Polar."""
+    if len(values) > MAX_BENEFIT_IDS:
+        raise InvalidArgumentError(f"Give at most {MAX_BENEFIT_IDS} benefit ids.")
+    cleaned: list[str] = []
+    for raw in values:
+        try:
+            cleaned.append(str(uuid.UUID(raw.strip())))
+        except ValueError:
+            raise InvalidArgumentError(
+                f"benefit_id {raw.strip()[:60]!r} is not a benefit id: use a benefit_id from "
+                "list_downloadables, or query to search by file or benefit name."
+            ) from None
+    return list(dict.fromkeys(cleaned))
 
 
 class ItemNotFoundError(CatalogError):
@@ -96,6 +120,8 @@ class _Memory:
 
     names: _Names = field(default_factory=_Names)
     names_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    name_walks: int = 0
+    """Benefit-grants walks started so far: a listing skips its own if one started meanwhile."""
 
     items: dict[str, Downloadable] = field(default_factory=dict[str, Downloadable])
     by_file_id: dict[str, str] = field(default_factory=dict[str, str])
@@ -143,16 +169,17 @@ class Catalog:
         query: str | None = None,
     ) -> Listing:
         """A page of the catalog; with `query`, a page of the matches (file or benefit name) of all of it."""
+        walks = self._memory(source).name_walks
         if query is None:
             result = await self._alongside_names(
                 source, self._client.list_downloadables(source, page=page, limit=limit, benefit_ids=benefit_ids)
             )
             self._remember(source, result.items)
-            names = await self.benefit_names(source, {item.benefit_id for item in result.items})
+            names = await self._names(source, {item.benefit_id for item in result.items}, walks_before=walks)
             pagination = result.pagination
             return Listing(list(result.items), page, limit, pagination.total_count, pagination.max_page, names)
         items = await self._alongside_names(source, self._scan(source, benefit_ids))
-        names = await self.benefit_names(source, {item.benefit_id for item in items})
+        names = await self._names(source, {item.benefit_id for item in items}, walks_before=walks)
         needle = query.casefold().strip()
         matches = [item for item in items if needle in _searchable(item, names)]
         start = (page - 1) * limit
@@ -164,14 +191,24 @@ class Catalog:
 
         A benefit that is not public never gets a name; a failure to fetch names only leaves them out.
         """
+        return await self._names(source, benefit_ids, walks_before=None)
+
+    async def _names(
+        self, source: TokenSource, benefit_ids: Iterable[str], *, walks_before: int | None
+    ) -> dict[str, BenefitName]:
+        """`benefit_names`; a walk started after `walks_before` (the one that ran alongside the
+        listing asking) already looked for its unknown benefits: they are not looked for again."""
         memory = self._memory(source)
         wanted = set(benefit_ids)
         async with memory.names_lock:
             names = memory.names
             stale = self._clock() - names.fetched_at > NAMES_TTL
-            if stale or wanted - names.by_benefit.keys() - names.rechecked:
+            unknown = wanted - names.by_benefit.keys() - names.rechecked
+            walked_meanwhile = walks_before is not None and memory.name_walks > walks_before
+            if stale or (unknown and not walked_meanwhile):
+                memory.name_walks += 1
                 names = memory.names = await self._fetch_names(source, names, stale=stale)
-                names.rechecked |= wanted - names.by_benefit.keys()
+            names.rechecked |= wanted - names.by_benefit.keys()
         return {b: names.by_benefit[b] for b in wanted if b in names.by_benefit}
 
     async def _alongside_names(self, source: TokenSource, listing: Awaitable[R]) -> R:

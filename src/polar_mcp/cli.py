@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="MCP server for the files a customer bought on Polar.sh. With no command it serves MCP.",
         epilog="Tokens are read from the environment only (POLAR_CUSTOMER_SESSION or POLAR_ACCESS_TOKEN).",
         parents=[_options_parser(suppress=False)],
+        # `list --all` must not be read as an abbreviation of --allowed-hosts.
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"polar-mcp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -104,19 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"polar-mcp: {error}", file=sys.stderr)
         return EXIT_CONFIG
     command: str | None = args.command
-    configure_logging(settings.log_level if command is None else min_level(settings.log_level, "WARNING"))
+    # Commands report failures themselves; their logs stay quiet unless DEBUG is asked for.
+    level = settings.log_level if command is None or settings.log_level == "DEBUG" else "ERROR"
+    configure_logging(level)
     with _maybe_demo(settings, enabled=bool(args.demo)) as effective:
         if command is None:
             return _serve(effective)
         from polar_mcp import commands
 
         return commands.run(command, args, effective)
-
-
-def min_level(configured: str, floor: str) -> str:
-    """Commands print results on stdout; keep routine INFO logs out of a terminal unless asked."""
-    order = ["DEBUG", "INFO", "WARNING", "ERROR"]
-    return configured if configured == "DEBUG" else max(configured, floor, key=order.index)
 
 
 def _serve(settings: Settings) -> int:

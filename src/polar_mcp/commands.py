@@ -18,7 +18,14 @@ import httpx2
 from pydantic import BaseModel
 
 from polar_mcp import __version__, present
-from polar_mcp.catalog import AmbiguousNameError, CatalogError, ItemNotFoundError, Listing
+from polar_mcp.catalog import (
+    AmbiguousNameError,
+    CatalogError,
+    InvalidArgumentError,
+    ItemNotFoundError,
+    Listing,
+    parse_benefit_ids,
+)
 from polar_mcp.config import Settings
 from polar_mcp.polar.client import INTROSPECT_PATH
 from polar_mcp.polar.errors import (
@@ -73,7 +80,7 @@ def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
 
 def exit_code(error: Exception) -> int:
     """The exit code for a failure: scripts can tell configuration, auth, lookup and outage apart."""
-    if isinstance(error, ConfigurationError):
+    if isinstance(error, ConfigurationError | InvalidArgumentError):
         return EXIT_CONFIG
     if isinstance(error, AuthenticationError | UnauthorizedError):
         return EXIT_AUTH
@@ -88,7 +95,7 @@ async def _list(core: Core, args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 100 or args.page < 1:
         _err("--limit must be 1..100 and --page at least 1.")
         return EXIT_CONFIG
-    benefit_ids: list[str] = args.benefit_ids or []
+    benefit_ids = parse_benefit_ids(args.benefit_ids or [])
     query: str | None = args.query
     if args.all:
         items = await core.catalog.all_items(core.configured, benefit_ids=benefit_ids)
@@ -201,7 +208,8 @@ async def _doctor(core: Core, _: argparse.Namespace) -> int:
     try:
         info = await core.catalog.client.introspect(core.configured)
     except PolarError as error:
-        print(f"Session:   rejected — {error.message}")
+        hint = f" {core.configured.renew_hint}" if isinstance(error, AuthenticationError) else ""
+        print(f"Session:   rejected — {error.message}{hint}")
         return exit_code(error)
     left = int((info.expires_at - datetime.now(UTC)).total_seconds())
     renewal = " (renewed automatically)" if isinstance(core.configured, MintedSession) else ""
@@ -235,7 +243,9 @@ def _print_json(model: BaseModel) -> None:
 
 def _print_table(result: present.DownloadablesList, out: TextIO) -> None:
     if not result.items:
-        print("No files.", file=out)
+        past_end = result.total_count and result.page > result.max_page
+        note = f"Page {result.page} is past the end ({result.max_page} pages)." if past_end else "No files."
+        print(note, file=out)
         return
     rows = [(item.name, item.size, item.mime_type or "", item.id) for item in result.items]
     headers = ("NAME", "SIZE", "TYPE", "ID")
@@ -243,7 +253,8 @@ def _print_table(result: present.DownloadablesList, out: TextIO) -> None:
     for row in (headers, *rows):
         cells = [cell if len(cell) <= widths[i] else cell[: widths[i] - 1] + "…" for i, cell in enumerate(row)]
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip(), file=out)
-    print(f"page {result.page} of {result.max_page} · {result.total_count} files", file=out)
+    files = "file" if result.total_count == 1 else "files"
+    print(f"page {result.page} of {result.max_page} · {result.total_count} {files}", file=out)
     if result.has_more:
         print(f"more: --page {result.page + 1}, or --all", file=out)
 

@@ -163,7 +163,7 @@ async def download_file(
     if max_bytes is not None and request.size_bytes > max_bytes:
         raise DownloadError(
             f"{name} is {human_size(request.size_bytes)}, over the download limit of {human_size(max_bytes)}. "
-            "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE to allow it."
+            "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE (--max-download-size) to allow it."
         )
     root = _prepare_directory(directory)
     with _filesystem_errors(name, root):

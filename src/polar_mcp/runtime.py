@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from polar_mcp.catalog import Catalog
 from polar_mcp.config import Settings
-from polar_mcp.polar.client import USER_AGENT, PolarClient
+from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.minting import CustomerRef, MintedSession
 from polar_mcp.polar.sessions import (
     BEARER_HINT,
@@ -66,13 +66,10 @@ async def open_core(
     # download links are URLs. Every entry point (stdio, ASGI, CLI) opens the core, so quiet it here.
     for noisy in ("httpx2", "httpcore2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    http = PolarClient.new_http_client(settings.base_url, settings.timeout, transport=http_transport)
-    files = httpx2.AsyncClient(
-        transport=http_transport,
-        timeout=httpx2.Timeout(settings.timeout, connect=min(settings.timeout, 10.0)),
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,
-    )
+    # Loading the CA bundle costs tens of milliseconds: both clients share one TLS context.
+    tls = httpx2.create_ssl_context()
+    http = PolarClient.new_http_client(settings.base_url, settings.timeout, transport=http_transport, verify=tls)
+    files = PolarClient.new_http_client("", settings.timeout, transport=http_transport, verify=tls)
     async with http, files:
         client = (
             make_client(http)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from polar_mcp import __version__, present
-from polar_mcp.catalog import AmbiguousNameError, CatalogError
+from polar_mcp.catalog import AmbiguousNameError, CatalogError, parse_benefit_ids
 from polar_mcp.config import Settings
 from polar_mcp.polar.errors import AuthenticationError, PolarError
 from polar_mcp.polar.models import Downloadable
@@ -33,7 +32,6 @@ INSTRUCTIONS = (
 DOWNLOAD_INSTRUCTIONS = " download_file saves a file into the user's downloads folder, verified."
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 WRITES_FILES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
-MAX_BENEFIT_IDS = 50
 
 
 def build_server(
@@ -81,15 +79,15 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
         page: Annotated[int, Field(ge=1, description="Page number, from 1.")] = 1,
         limit: Annotated[int, Field(ge=1, le=100, description="Files per page.")] = 20,
         query: Annotated[
-            str | None, Field(max_length=200, description="Part of a file name; searches every page.")
+            str | None, Field(max_length=200, description="Part of a file or benefit name; searches every page.")
         ] = None,
     ) -> Annotated[CallToolResult, present.DownloadablesList]:
         """List the files this customer can download from Polar, with ids for get_download_link."""
         core = ctx.request_context.lifespan_context
         source = core.source_for(ctx.headers)
-        benefit_ids = _benefit_ids(benefit_id)
         query = query.strip() or None if query is not None else None
         with _tool_errors(source):
+            benefit_ids = parse_benefit_ids([benefit_id] if isinstance(benefit_id, str) else benefit_id or [])
             listing = await core.catalog.list(source, benefit_ids=benefit_ids, page=page, limit=limit, query=query)
         result = present.downloadables_list(listing)
         return _result(present.listing_text(result, query=query), result)
@@ -152,22 +150,6 @@ async def _find(core: Core, source: TokenSource, downloadable_id: str | None, na
     if not item.file.download.url:
         raise ToolError("Polar sent no usable link for this file; try again in a minute.")
     return item
-
-
-def _benefit_ids(value: str | list[str] | None) -> list[str]:
-    values = [value] if isinstance(value, str) else list(value or [])
-    if len(values) > MAX_BENEFIT_IDS:
-        raise ToolError(f"Give at most {MAX_BENEFIT_IDS} benefit ids.")
-    cleaned: list[str] = []
-    for raw in values:
-        try:
-            cleaned.append(str(uuid.UUID(raw.strip())))
-        except ValueError:
-            raise ToolError(
-                f"benefit_id {raw.strip()[:60]!r} is not a benefit id: use a benefit_id from "
-                "list_downloadables, or query to search by file name."
-            ) from None
-    return list(dict.fromkeys(cleaned))
 
 
 @contextmanager

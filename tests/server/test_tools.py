@@ -159,7 +159,7 @@ async def test_a_malformed_benefit_id_is_refused_before_calling_polar(client: Cl
     assert result.is_error
     assert _text(result) == (
         "Error executing tool list_downloadables: benefit_id 'rust ebooks' is not a benefit id: use a "
-        "benefit_id from list_downloadables, or query to search by file name."
+        "benefit_id from list_downloadables, or query to search by file or benefit name."
     )
     assert polar.requests == []
 

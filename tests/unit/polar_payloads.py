@@ -1,14 +1,14 @@
 """Polar-shaped payloads and a scriptable fake Polar for unit tests, behind `httpx2.MockTransport`.
 
-Items follow the `DownloadableRead` schema of the OpenAPI excerpt field for field; error bodies follow
-FACTS.md. Nothing here knows polar-mcp's internals: tests see it only through HTTP.
+Items follow the `DownloadableRead` schema of the OpenAPI excerpt field for field; benefit grants and
+error bodies follow FACTS.md. Nothing here knows polar-mcp's internals: tests see it only through HTTP.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,13 +22,21 @@ from polar_mcp.polar.sessions import StaticSession
 
 BASE_URL = "https://api.polar.sh"
 DOWNLOADABLES_PATH = "/v1/customer-portal/downloadables/"
+BENEFIT_GRANTS_PATH = "/v1/customer-portal/benefit-grants/"
 CUSTOMER_TOKEN = "polar_cst_unit_customer_token_aaaaaaaaaaaa"
 OTHER_CUSTOMER_TOKEN = "polar_cst_unit_customer_token_bbbbbbbbbbbb"
 MEMBER_TOKEN = "polar_mst_unit_member_token_cccccccccccccc"
 ORGANIZATION_TOKEN = "polar_oat_unit_organization_token_dddddddd"
 ORGANIZATION_ID = "99999999-9999-4999-8999-999999999999"
+CUSTOMER_ID = "cccccccc-cccc-4ccc-8ccc-cccccccccccc"
 BENEFIT_A = "11111111-1111-4111-8111-111111111111"
 BENEFIT_B = "22222222-2222-4222-8222-222222222222"
+SELLER = "Ferris Press"
+BENEFIT_NAMES: dict[str, tuple[str, str]] = {
+    BENEFIT_A: ("Rust Ebook Bundle", SELLER),
+    BENEFIT_B: ("Async Course Videos", SELLER),
+}
+"""What `FakePolar` calls its benefits by default: (description, organization name) per benefit id."""
 
 NOW = datetime(2026, 8, 1, 12, 0, 0, tzinfo=UTC)
 """The wall-clock moment every test starts at."""
@@ -100,6 +108,48 @@ def page_body(items: Sequence[dict[str, Any]], *, total_count: int, limit: int) 
     }
 
 
+def benefit_grant(
+    number: int, benefit_id: str, description: str, seller: str, *, file_ids: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One downloadables grant of `GET /v1/customer-portal/benefit-grants/`, shaped as FACTS.md says."""
+    granted = "2026-02-10T12:00:00Z"
+    return {
+        "id": f"99990000-0000-4000-8000-{number:012d}",
+        "created_at": granted,
+        "modified_at": None,
+        "granted_at": granted,
+        "revoked_at": None,
+        "is_granted": True,
+        "is_revoked": False,
+        "customer_id": CUSTOMER_ID,
+        "member_id": None,
+        "benefit_id": benefit_id,
+        "order_id": f"0dde0000-0000-4000-8000-{number:012d}",
+        "subscription_id": None,
+        "error": None,
+        "benefit": {
+            "id": benefit_id,
+            "created_at": "2026-01-01T00:00:00Z",
+            "modified_at": None,
+            "type": "downloadables",
+            "description": description,
+            "selectable": True,
+            "deletable": True,
+            "organization_id": ORGANIZATION_ID,
+            "organization": {
+                "id": ORGANIZATION_ID,
+                "created_at": "2025-01-01T00:00:00Z",
+                "modified_at": None,
+                "name": seller,
+                "slug": "ferris-press",
+                "avatar_url": None,
+            },
+            "properties": {"archived": {}, "files": list(file_ids)},
+        },
+        "properties": {"files": list(file_ids)},
+    }
+
+
 def validation_body(*problems: tuple[Sequence[str | int], str]) -> dict[str, Any]:
     """A 422 body as Polar sends it, `error` key included."""
     return {
@@ -148,17 +198,26 @@ class FakeTime:
 class FakePolar:
     """Serves `items` from the downloadables endpoint as Polar does, and records every request.
 
-    `script` answers first when it returns a response (a 429 here, a 503 there); `on_page` runs
-    before a page is served, so a test can change the catalog between pages; `slowness` holds some
-    pages back (in event-loop turns) so they finish after later ones.
+    `script` answers downloadables requests first when it returns a response (a 429 here, a 503
+    there); `on_page` runs before a downloadables page is served, so a test can change the catalog
+    between pages; `slowness` holds some downloadables pages back (in event-loop turns) so they
+    finish after later ones.
+
+    The benefit-grants endpoint serves one downloadables grant per entry of `benefits` (benefit id:
+    (description, seller)), paginated and filtered as Polar does; a benefit missing from it is
+    non-public and never listed there. `grants_script` answers grants requests first, separately
+    from `script`.
     """
 
     items: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     script: Callable[[httpx2.Request], httpx2.Response | None] | None = None
     on_page: Callable[[int], None] | None = None
     slowness: dict[int, int] = field(default_factory=dict[int, int])
+    benefits: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(BENEFIT_NAMES))
+    grants_script: Callable[[httpx2.Request], httpx2.Response | None] | None = None
     requests: list[httpx2.Request] = field(default_factory=list[httpx2.Request])
     served_pages: list[int] = field(default_factory=list[int])
+    served_grant_pages: list[int] = field(default_factory=list[int])
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -169,13 +228,43 @@ class FakePolar:
         try:
             # Yield to the event loop so concurrent requests really overlap inside the handler.
             page = int(request.url.params.get("page", "1"))
-            for _ in range(3 + self.slowness.get(page, 0)):
+            grants = request.url.path == BENEFIT_GRANTS_PATH
+            for _ in range(3 + (0 if grants else self.slowness.get(page, 0))):
                 await _checkpoint()
+            if grants:
+                if self.grants_script is not None and (scripted := self.grants_script(request)) is not None:
+                    return scripted
+                return self._serve_grants(request)
             if self.script is not None and (scripted := self.script(request)) is not None:
                 return scripted
             return self._serve(request)
         finally:
             self.in_flight -= 1
+
+    def _serve_grants(self, request: httpx2.Request) -> httpx2.Response:
+        assert request.method == "GET", request.method
+        params = request.url.params
+        page = int(params.get("page", "1"))
+        limit = min(int(params.get("limit", "10")), 100)
+        self.served_grant_pages.append(page)
+        types = params.get_list("type")
+        wanted = params.get_list("benefit_id")
+        text = params.get("query", "").casefold()
+        grants = [
+            benefit_grant(
+                number,
+                benefit_id,
+                description,
+                seller,
+                file_ids=[i["file"]["id"] for i in self.items if i["benefit_id"] == benefit_id],
+            )
+            for number, (benefit_id, (description, seller)) in enumerate(self.benefits.items(), start=1)
+            if (not types or "downloadables" in types)
+            and (not wanted or benefit_id in wanted)
+            and text in description.casefold()
+        ]
+        start = (page - 1) * limit
+        return json_response(200, page_body(grants[start : start + limit], total_count=len(grants), limit=limit))
 
     def _serve(self, request: httpx2.Request) -> httpx2.Response:
         assert request.url.path == DOWNLOADABLES_PATH, request.url.path
@@ -195,6 +284,16 @@ class FakePolar:
         """Each request's query, in order, as (name, value) pairs."""
         return [list(r.url.params.multi_items()) for r in self.requests]
 
+    @property
+    def listing_queries(self) -> list[list[tuple[str, str]]]:
+        """Each downloadables request's query, in order."""
+        return [list(r.url.params.multi_items()) for r in self.requests if r.url.path == DOWNLOADABLES_PATH]
+
+    @property
+    def grant_queries(self) -> list[list[tuple[str, str]]]:
+        """Each benefit-grants request's query, in order."""
+        return [list(r.url.params.multi_items()) for r in self.requests if r.url.path == BENEFIT_GRANTS_PATH]
+
 
 async def _checkpoint() -> None:
     await anyio.lowlevel.checkpoint()
@@ -209,8 +308,12 @@ def make_client(
     retry: RetryPolicy | None = None,
     limits: ClientLimits | None = None,
     seed: int = 7,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> PolarClient:
-    """A `PolarClient` on the process's real `AsyncClient`, whose transport is `handler`."""
+    """A `PolarClient` on the process's real `AsyncClient`, whose transport is `handler`.
+
+    Its retries wait with `sleep` when given, else with `time.sleep` (which moves the fake clocks).
+    """
     time = time if time is not None else FakeTime()
     http = PolarClient.new_http_client(BASE_URL, timeout, transport=httpx2.MockTransport(handler))
     return PolarClient(
@@ -221,7 +324,7 @@ def make_client(
         limits=limits,
         clock=time.clock,
         wall_clock=time.wall_clock,
-        sleep=time.sleep,
+        sleep=sleep if sleep is not None else time.sleep,
         rng=random.Random(seed),
     )
 

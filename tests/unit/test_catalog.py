@@ -10,6 +10,7 @@ import pytest
 from polar_payloads import (
     BENEFIT_A,
     BENEFIT_B,
+    BENEFIT_NAMES,
     CUSTOMER_TOKEN,
     OTHER_CUSTOMER_TOKEN,
     FakePolar,
@@ -24,6 +25,7 @@ from polar_payloads import (
 from polar_mcp.catalog import (
     LINK_REUSE_MARGIN,
     AmbiguousNameError,
+    BenefitName,
     Catalog,
     CatalogError,
     ItemNotFoundError,
@@ -62,6 +64,15 @@ def numbered(count: int, **options: Any) -> list[dict[str, Any]]:
     return [downloadable(n, **options) for n in range(1, count + 1)]
 
 
+def names(*benefit_ids: str) -> dict[str, BenefitName]:
+    """The names FakePolar's benefit grants give these benefits."""
+    return {b: BenefitName(*BENEFIT_NAMES[b]) for b in benefit_ids}
+
+
+ONE_GRANTS_WALK = [[("type", "downloadables"), ("page", "1"), ("limit", "100")]]
+"""A listing fetches every benefit grant (one page here) for benefit names, alongside its own call."""
+
+
 # --- listing ----------------------------------------------------------------------------------
 
 
@@ -72,9 +83,12 @@ async def test_a_listing_without_query_is_one_polar_page() -> None:
 
     listing = await world.catalog.list(session(), page=2, limit=2)
 
-    assert listing == Listing(items=[parsed(items[2]), parsed(items[3])], page=2, limit=2, total_count=5, max_page=3)
+    assert listing == Listing(
+        items=[parsed(items[2]), parsed(items[3])], page=2, limit=2, total_count=5, max_page=3, names=names(BENEFIT_A)
+    )
     assert listing.has_more
-    assert world.polar.queries == [[("page", "2"), ("limit", "2")]]
+    assert world.polar.listing_queries == [[("page", "2"), ("limit", "2")]]
+    assert world.polar.grant_queries == ONE_GRANTS_WALK
 
 
 @pytest.mark.anyio
@@ -84,9 +98,12 @@ async def test_a_listing_narrowed_by_benefit_passes_it_on() -> None:
 
     listing = await world.catalog.list(session(), benefit_ids=[BENEFIT_B])
 
-    assert listing == Listing(items=[parsed(items[1])], page=1, limit=20, total_count=1, max_page=1)
+    assert listing == Listing(
+        items=[parsed(items[1])], page=1, limit=20, total_count=1, max_page=1, names=names(BENEFIT_B)
+    )
     assert not listing.has_more
-    assert world.polar.queries == [[("benefit_id", BENEFIT_B), ("page", "1"), ("limit", "20")]]
+    assert world.polar.listing_queries == [[("benefit_id", BENEFIT_B), ("page", "1"), ("limit", "20")]]
+    assert world.polar.grant_queries == ONE_GRANTS_WALK
 
 
 def search_catalog() -> list[dict[str, Any]]:
@@ -103,9 +120,15 @@ async def test_a_query_searches_every_page_case_insensitively_and_pages_the_matc
     listing = await world.catalog.list(session(), query="  GUIDE ", page=2, limit=2)
 
     assert listing == Listing(
-        items=[parsed(items[179]), parsed(items[229])], page=2, limit=2, total_count=5, max_page=3
+        items=[parsed(items[179]), parsed(items[229])],
+        page=2,
+        limit=2,
+        total_count=5,
+        max_page=3,
+        names=names(BENEFIT_A),
     )
     assert sorted(world.polar.served_pages) == [1, 2, 3]
+    assert world.polar.grant_queries == ONE_GRANTS_WALK
 
 
 @pytest.mark.anyio
@@ -115,7 +138,9 @@ async def test_the_last_page_of_matches_has_no_more() -> None:
 
     listing = await world.catalog.list(session(), query="guide", page=3, limit=2)
 
-    assert listing == Listing(items=[parsed(items[248])], page=3, limit=2, total_count=5, max_page=3)
+    assert listing == Listing(
+        items=[parsed(items[248])], page=3, limit=2, total_count=5, max_page=3, names=names(BENEFIT_A)
+    )
     assert not listing.has_more
 
 
@@ -125,7 +150,7 @@ async def test_a_query_past_the_last_page_of_matches_is_empty_but_counts_them() 
 
     listing = await world.catalog.list(session(), query="guide", page=9, limit=2)
 
-    assert listing == Listing(items=[], page=9, limit=2, total_count=5, max_page=3)
+    assert listing == Listing(items=[], page=9, limit=2, total_count=5, max_page=3, names=names(BENEFIT_A))
 
 
 @pytest.mark.anyio
@@ -134,7 +159,7 @@ async def test_a_query_matching_nothing_has_no_pages() -> None:
 
     listing = await world.catalog.list(session(), query="invoice")
 
-    assert listing == Listing(items=[], page=1, limit=20, total_count=0, max_page=0)
+    assert listing == Listing(items=[], page=1, limit=20, total_count=0, max_page=0, names=names(BENEFIT_A))
 
 
 @pytest.mark.anyio
@@ -144,8 +169,11 @@ async def test_a_query_within_a_benefit_scans_only_that_benefit() -> None:
 
     listing = await world.catalog.list(session(), query="guide", benefit_ids=[BENEFIT_B])
 
-    assert listing == Listing(items=[parsed(items[1])], page=1, limit=20, total_count=1, max_page=1)
-    assert world.polar.queries == [[("benefit_id", BENEFIT_B), ("page", "1"), ("limit", "100")]]
+    assert listing == Listing(
+        items=[parsed(items[1])], page=1, limit=20, total_count=1, max_page=1, names=names(BENEFIT_B)
+    )
+    assert world.polar.listing_queries == [[("benefit_id", BENEFIT_B), ("page", "1"), ("limit", "100")]]
+    assert world.polar.grant_queries == ONE_GRANTS_WALK
 
 
 # --- finding by id ----------------------------------------------------------------------------
@@ -380,7 +408,8 @@ async def test_one_customers_remembered_items_are_never_found_for_another() -> N
     with pytest.raises(ItemNotFoundError):
         await world.catalog.find(bob, name="alice")
 
-    assert (world.calls(CUSTOMER_TOKEN), world.calls(OTHER_CUSTOMER_TOKEN)) == (1, 1)
+    # Alice: one listing and its benefit-grants walk; Bob: one scan of his own catalog.
+    assert (world.calls(CUSTOMER_TOKEN), world.calls(OTHER_CUSTOMER_TOKEN)) == (2, 1)
 
 
 @pytest.mark.anyio

@@ -585,7 +585,8 @@ async def test_a_file_over_the_size_cap_is_refused_before_any_request(tmp_path: 
         await fetch(polar, file_request(), tmp_path, max_bytes=1_000_000)
 
     assert raised.value.message == (
-        "report.pdf is 1.0 MB, over the download limit of 1.0 MB. Raise POLAR_MCP_MAX_DOWNLOAD_SIZE to allow it."
+        "report.pdf is 1.0 MB, over the download limit of 1.0 MB. "
+        "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE (--max-download-size) to allow it."
     )
     assert polar.requests == []
 

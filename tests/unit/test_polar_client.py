@@ -38,6 +38,7 @@ from polar_mcp import __version__
 from polar_mcp.polar.client import ClientLimits, PolarClient, RetryPolicy
 from polar_mcp.polar.errors import (
     AuthenticationError,
+    CatalogTooLargeError,
     ConfigurationError,
     MalformedResponseError,
     NotFoundError,
@@ -659,13 +660,17 @@ async def test_the_concurrency_limit_is_per_principal_not_global() -> None:
 
 
 @pytest.mark.anyio
-async def test_the_catalog_scan_stops_at_the_page_bound() -> None:
+async def test_a_catalog_beyond_the_page_bound_is_refused_not_silently_cut() -> None:
     fake = FakePolar(items=catalog(500))
 
-    items = await make_client(fake, limits=ClientLimits(max_catalog_pages=2)).list_all_downloadables(session())
+    with pytest.raises(CatalogTooLargeError) as raised:
+        await make_client(fake, limits=ClientLimits(max_catalog_pages=2)).list_all_downloadables(session())
 
-    assert [i.id for i in items] == [item_id(n) for n in range(1, 201)]
-    assert sorted(fake.served_pages) == [1, 2]
+    assert raised.value.message == (
+        "This catalog has 5 pages of 100 files, more than polar-mcp reads at once (2); narrow it with "
+        "benefit_id, or page through the listing."
+    )
+    assert fake.served_pages == [1]
 
 
 @pytest.mark.anyio

@@ -9,16 +9,28 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from polar_payloads import BASE_URL, BENEFIT_A, BENEFIT_B, NOW, downloadable, file_id, item_id
+from polar_payloads import (
+    BASE_URL,
+    BENEFIT_A,
+    BENEFIT_B,
+    BENEFIT_NAMES,
+    NOW,
+    benefit_grant,
+    downloadable,
+    file_id,
+    item_id,
+)
 
 from polar_mcp import present
-from polar_mcp.catalog import Listing
+from polar_mcp.catalog import BenefitName, Listing
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.present import DownloadablesList, DownloadLink, FileItem
 from polar_mcp.untrusted import clean_text
 
 DIGEST = bytes(range(32))
 HEX = DIGEST.hex()
+NAMES = {b: BenefitName(*named) for b, named in BENEFIT_NAMES.items()}
+NO_NAMES: dict[str, BenefitName] = {}
 
 
 def item(number: int, name: str | None = None, **options: Any) -> Downloadable:
@@ -117,9 +129,11 @@ def sample_items() -> list[Downloadable]:
 
 
 def test_a_file_item_keeps_only_what_a_model_needs() -> None:
-    assert present.file_item(sample_items()[0]) == FileItem(
+    assert present.file_item(sample_items()[0], NAMES) == FileItem(
         id=item_id(1),
         benefit_id=BENEFIT_A,
+        benefit="Rust Ebook Bundle",
+        seller="Ferris Press",
         file_id=file_id(1),
         name="Guide.pdf",
         mime_type="application/pdf",
@@ -132,7 +146,7 @@ def test_a_file_item_keeps_only_what_a_model_needs() -> None:
 
 
 def test_a_file_item_leaves_out_what_polar_did_not_say() -> None:
-    assert present.file_item(sample_items()[1]).model_dump(exclude_none=True) == {
+    assert present.file_item(sample_items()[1], NO_NAMES).model_dump(exclude_none=True) == {
         "id": item_id(2),
         "benefit_id": BENEFIT_A,
         "file_id": file_id(2),
@@ -144,10 +158,10 @@ def test_a_file_item_leaves_out_what_polar_did_not_say() -> None:
 
 def test_a_listing_becomes_a_page_of_file_items() -> None:
     items = sample_items()
-    listing = Listing(items=items, page=1, limit=3, total_count=7, max_page=3)
+    listing = Listing(items=items, page=1, limit=3, total_count=7, max_page=3, names=NAMES)
 
     assert present.downloadables_list(listing) == DownloadablesList(
-        items=[present.file_item(i) for i in items],
+        items=[present.file_item(i, NAMES) for i in items],
         page=1,
         limit=3,
         total_count=7,
@@ -233,10 +247,13 @@ def test_listing_text_is_far_smaller_than_the_raw_json() -> None:
     raw = downloadable(1, "Guide.pdf", checksum_sha256_hex=HEX, version="2")
     text = text_of([Downloadable.model_validate(raw)])
     item_line = text.splitlines()[-1]
-    structured = present.file_item(Downloadable.model_validate(raw)).model_dump_json(exclude_none=True)
+    structured = present.file_item(Downloadable.model_validate(raw), NO_NAMES).model_dump_json(exclude_none=True)
+    named = present.file_item(Downloadable.model_validate(raw), NAMES).model_dump_json(exclude_none=True)
+    grant = benefit_grant(1, BENEFIT_A, *BENEFIT_NAMES[BENEFIT_A], file_ids=[file_id(1)])
 
     assert len(item_line) * 5 < len(json.dumps(raw))
     assert len(structured) * 2 < len(json.dumps(raw))
+    assert len(named) * 3 < len(json.dumps(raw)) + len(json.dumps(grant)), "names cost far less than the grant"
     assert "signed-1" not in text, "a listing never carries a download link"
 
 
@@ -263,7 +280,7 @@ def hostile_item() -> Downloadable:
 
 
 def test_a_hostile_name_is_one_clean_line_in_the_structured_result() -> None:
-    result = present.file_item(hostile_item())
+    result = present.file_item(hostile_item(), NO_NAMES)
 
     assert (result.name, result.mime_type, result.version) == (
         NEUTRALISED_NAME,
@@ -290,7 +307,7 @@ def test_hostile_ids_cannot_forge_lines_either() -> None:
     raw["file"]["id"] = "f\r\nforged"
     subject = Downloadable.model_validate(raw)
 
-    result = present.file_item(subject)
+    result = present.file_item(subject, NO_NAMES)
     text = text_of([subject])
 
     assert (result.id, result.benefit_id, result.file_id) == ("abc Benefit x — 9 files:", "b", "f forged")
@@ -298,7 +315,7 @@ def test_hostile_ids_cannot_forge_lines_either() -> None:
 
 
 def test_a_ten_thousand_character_name_is_cut_to_two_hundred() -> None:
-    result = present.file_item(item(1, "A" * 10_000))
+    result = present.file_item(item(1, "A" * 10_000), NO_NAMES)
 
     assert result.name == "A" * 199 + "…"
     assert len(text_of([item(1, "A" * 10_000)])) < 400
@@ -306,7 +323,7 @@ def test_a_ten_thousand_character_name_is_cut_to_two_hundred() -> None:
 
 @pytest.mark.parametrize("name", ["", "   ", "\x1b[0m\n\t\u202e"], ids=["empty", "blank", "only-controls"])
 def test_a_name_with_nothing_printable_is_shown_as_unnamed(name: str) -> None:
-    assert present.file_item(item(1, name)).name == "(unnamed file)"
+    assert present.file_item(item(1, name), NO_NAMES).name == "(unnamed file)"
 
 
 @pytest.mark.parametrize(
@@ -354,7 +371,7 @@ def test_clean_text_bounds_length_with_an_ellipsis() -> None:
 def test_a_download_link_says_when_it_expires() -> None:
     subject = item(1, "Guide.pdf", size=2_400_000, checksum_sha256_base64=base64.b64encode(DIGEST).decode())
 
-    link = present.download_link(subject, now=NOW + timedelta(minutes=10, seconds=30))
+    link = present.download_link(subject, None, now=NOW + timedelta(minutes=10, seconds=30))
 
     assert link == DownloadLink(
         id=item_id(1),
@@ -378,7 +395,7 @@ def test_a_download_link_says_when_it_expires() -> None:
 
 
 def test_a_link_already_expired_has_no_time_left() -> None:
-    link = present.download_link(item(1), now=NOW + timedelta(hours=2))
+    link = present.download_link(item(1), None, now=NOW + timedelta(hours=2))
 
     assert (link.expires_in_seconds, link.expires_at) == (0, "2026-08-01T13:00:00Z")
 
@@ -387,7 +404,7 @@ def test_headers_polar_asks_for_are_kept_and_named_safely_in_text() -> None:
     raw = downloadable(1, "Guide.pdf")
     raw["file"]["download"]["headers"] = {"X-Key": "v1\nForged: yes", "X-Other": "ok"}
 
-    link = present.download_link(Downloadable.model_validate(raw), now=NOW)
+    link = present.download_link(Downloadable.model_validate(raw), None, now=NOW)
 
     assert link.headers == {"X-Key": "v1\nForged: yes", "X-Other": "ok"}, "sent as Polar gave them"
     assert present.link_text(link).splitlines()[-1] == (
@@ -396,7 +413,7 @@ def test_headers_polar_asks_for_are_kept_and_named_safely_in_text() -> None:
 
 
 def test_a_hostile_name_cannot_forge_lines_in_the_link_text() -> None:
-    link = present.download_link(hostile_item(), now=NOW)
+    link = present.download_link(hostile_item(), None, now=NOW)
 
     assert present.link_text(link).splitlines()[0] == f"Download link for {NEUTRALISED_NAME} (1.2 MB):"
     assert len(present.link_text(link).splitlines()) == 3

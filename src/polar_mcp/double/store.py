@@ -6,6 +6,7 @@ fault switches, and what was requested and downloaded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import secrets
@@ -32,8 +33,13 @@ MemberRole = Literal["owner", "billing_manager", "member"]
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stable_uuid(key: str) -> str:
-    """A UUID4-shaped id derived from `key`, so rebuilt catalogs keep their ids."""
+    """A UUID4-shaped id derived from `key`, so rebuilt catalogs keep their ids.
+
+    Memoized: every listing derives an id per row of the whole catalog, which made the double's own
+    CPU, not the client, the limit of a concurrent whole-catalog scan.
+    """
     return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=4))
 
 

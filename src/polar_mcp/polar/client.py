@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from polar_mcp import __version__
 from polar_mcp.cache import BoundedCache
 from polar_mcp.polar.errors import (
     AuthenticationError,
+    CatalogTooLargeError,
     MalformedResponseError,
     PolarConnectionError,
     PolarError,
@@ -36,6 +38,7 @@ from polar_mcp.polar.models import (
     SessionIntrospection,
 )
 from polar_mcp.polar.sessions import TokenSource, principal_key
+from polar_mcp.untrusted import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +107,18 @@ class PolarClient:
 
     @staticmethod
     def new_http_client(
-        base_url: str, timeout: float, *, transport: httpx2.AsyncBaseTransport | None = None
+        base_url: str,
+        timeout: float,
+        *,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | None = None,
     ) -> httpx2.AsyncClient:
-        """The one `AsyncClient` a process needs: explicit timeouts and our User-Agent."""
+        """An `AsyncClient` with explicit timeouts and our User-Agent; no base URL means no Polar
+        credentials can ever be aimed at it by a relative path (the download client)."""
         return httpx2.AsyncClient(
             base_url=base_url,
             transport=transport,
+            verify=verify if verify is not None else True,
             timeout=httpx2.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
@@ -161,7 +170,12 @@ class PolarClient:
     async def _all_pages(self, fetch: Callable[[int], Awaitable[tuple[list[T], int]]]) -> list[T]:
         """Page 1, then pages 2..max_page concurrently (bounded by the per-principal limiter), in order."""
         first, max_page = await fetch(1)
-        last = min(max_page, self._limits.max_catalog_pages)
+        if max_page > self._limits.max_catalog_pages:
+            raise CatalogTooLargeError(
+                f"This catalog has {max_page} pages of {MAX_PAGE_SIZE} files, more than polar-mcp reads at once "
+                f"({self._limits.max_catalog_pages}); narrow it with benefit_id, or page through the listing."
+            )
+        last = max_page
         pages: dict[int, list[T]] = {1: first}
 
         async def fetch_into(number: int) -> None:
@@ -216,11 +230,12 @@ class PolarClient:
         limiter = self._limiter_for(token)
         attempt = 0
         while True:
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise self._timeout_error()
             try:
                 async with limiter:
+                    # Time spent queued behind this principal's other requests counts too.
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        raise self._timeout_error()
                     return await self._attempt(method, path, headers, params, json_body, remaining)
             except PolarError as error:
                 wait = self._retry_wait(error, attempt)
@@ -263,6 +278,12 @@ class PolarClient:
                 "check the network and POLAR_API_URL / POLAR_SERVER, then retry."
             ) from error
         if 200 <= response.status_code < 300:
+            kind = response.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+            if kind != "application/json" and not kind.endswith("+json"):
+                raise MalformedResponseError(
+                    f"Polar's address answered with {clean_text(kind, 40)} instead of JSON: a proxy, a captive "
+                    "portal or a wrong POLAR_API_URL may be in the way."
+                )
             return body
         raise error_from_response(response.status_code, response.headers, body, now=self._wall_clock())
 

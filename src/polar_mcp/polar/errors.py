@@ -91,6 +91,10 @@ class PolarConnectionError(PolarError):
     retryable = True
 
 
+class CatalogTooLargeError(PolarError):
+    """A whole-catalog read would take more pages than polar-mcp reads at once."""
+
+
 class MalformedResponseError(PolarError):
     """Polar answered something that is not what the API promises (not JSON, wrong shape, too big)."""
 

@@ -1,0 +1,94 @@
+"""The entry point itself: --demo, --version, --help, flags before or after the command."""
+
+from __future__ import annotations
+
+import pytest
+
+from polar_mcp import __version__
+from polar_mcp.double.runner import RunningDouble
+from tests.cli.conftest import DEMO_TABLE, Cli, table
+
+
+@pytest.mark.parametrize("argv", [["list", "--demo"], ["--demo", "list"]], ids=["after", "before"])
+def test_demo_lists_the_demo_catalog_from_an_embedded_double(cli: Cli, argv: list[str]) -> None:
+    run = cli(*argv)
+    assert (run.code, run.err) == (0, "")
+    assert run.out.splitlines() == [*DEMO_TABLE, "page 1 of 1 · 11 files"]
+
+
+def test_demo_ignores_the_configured_api_and_token(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLAR_API_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("POLAR_CUSTOMER_SESSION", "polar_cst_not_a_real_session")
+    run = cli("--demo", "list", "--query", "errata")
+    assert (run.code, run.err) == (0, "")
+    assert run.out.splitlines() == [*table("errata.txt"), "page 1 of 1 · 1 file"]
+
+
+def test_global_flags_are_accepted_before_or_after_the_command(
+    cli: Cli, token: str, double: RunningDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("POLAR_API_URL")
+    before = cli("--api-url", double.base_url, "list", "--limit", "1", "--json")
+    after = cli("list", "--limit", "1", "--json", "--api-url", double.base_url)
+    assert (before.code, after.code) == (0, 0)
+    assert before.out == after.out
+
+
+def test_a_flag_after_the_command_wins_over_the_environment(
+    cli: Cli, token: str, double: RunningDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLAR_API_URL", "http://127.0.0.1:9")
+    run = cli("doctor", "--api-url", double.base_url)
+    assert run.code == 0
+    assert f"API:       {double.base_url} (POLAR_API_URL)\n" in run.out
+
+
+def test_version_prints_the_version_and_exits_0(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli("--version")
+    assert exited.value.code == 0
+    assert capsys.readouterr() == (f"polar-mcp {__version__}\n", "")
+
+
+def test_help_lists_every_command_and_says_tokens_come_from_the_environment(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli("--help")
+    assert exited.value.code == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.startswith("usage: polar-mcp ")
+    for command in ("list", "link", "download", "doctor"):
+        assert f"\n    {command} " in out, command
+    assert " ".join(out.split()).endswith(
+        "Tokens are read from the environment only (POLAR_CUSTOMER_SESSION or POLAR_ACCESS_TOKEN)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("list", ["--benefit-id", "--query", "--page", "--limit", "--all", "--json"]),
+        ("link", ["--json"]),
+        ("download", ["--dir", "--overwrite", "--json"]),
+        ("doctor", ["--api-url", "--timeout"]),
+    ],
+)
+def test_each_command_has_help_of_its_own(
+    cli: Cli, capsys: pytest.CaptureFixture[str], command: str, flags: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli(command, "--help")
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: polar-mcp {command} ")
+    for flag in flags:
+        assert f"  {flag}" in out, flag
+
+
+def test_an_unknown_command_is_a_usage_error(cli: Cli, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli("fetch-everything")
+    assert exited.value.code == 2
+    assert "invalid choice: 'fetch-everything'" in capsys.readouterr().err

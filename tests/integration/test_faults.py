@@ -1,0 +1,553 @@
+"""Faults of Polar, seen by a host: the MCP server against the double over loopback, misbehaving on cue.
+
+Each test drives the server through an in-memory MCP client, as a host would. Retries are instant: the
+Polar client gets a fake clock whose time moves only when it sleeps, so the waits it chose are recorded
+and checked against its deadline. Requests are counted as the client sent them, by a recording
+transport around the real one (the double logs a request only after answering it, so its own log can
+lag behind the tool result). After every failure the next call must work: the server stays up.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult
+
+from polar_mcp.config import load_settings
+from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store, synthetic_store
+from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.polar.client import PolarClient
+from polar_mcp.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+LISTING = "/v1/customer-portal/downloadables/"
+NOT_JSON = "Polar sent a response that is not valid JSON (perhaps cut off); try again."
+NOT_JSON_PAGE = (
+    "Polar's address answered with text/html instead of JSON: a proxy, a captive portal or a wrong "
+    "POLAR_API_URL may be in the way."
+)
+EXPIRED = (
+    "Polar rejected the session token: it is expired, revoked or invalid (customer session tokens live "
+    "one hour). Create a new customer session and update POLAR_CUSTOMER_SESSION, or set "
+    "POLAR_ACCESS_TOKEN and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself."
+)
+_TLS = ssl.create_default_context()
+"""Built once: loading the CA bundle for every transport costs more than the test itself (loopback is plain HTTP)."""
+ADA_FILES = 11
+"""Files Ada can download in the demo catalog (hidden and revoked ones left out)."""
+
+Mode = Literal["legacy", "auto"]
+
+
+def _rate_limited(seconds: int) -> str:
+    return f"Polar's rate limit was reached; retry after {seconds} s."
+
+
+def _trouble(status: int) -> str:
+    return f"Polar is having trouble right now (HTTP {status}); try again in a minute."
+
+
+def _unreachable(double: RunningDouble) -> str:
+    return (
+        f"Could not reach Polar at {double.base_url} (RemoteProtocolError); check the network and "
+        "POLAR_API_URL / POLAR_SERVER, then retry."
+    )
+
+
+def _tool_error(tool: str, message: str) -> str:
+    return f"Error executing tool {tool}: {message}"
+
+
+# Harness -----------------------------------------------------------------------------------------
+
+
+class FakeTime:
+    """The Polar client's monotonic clock and sleep: time moves only when the client waits.
+
+    With `store_clock`, waiting also ages the double, as a real wait would (rate-limit windows pass).
+    """
+
+    def __init__(self, store_clock: ManualClock | None = None) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+        self._store_clock = store_clock
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+        if self._store_clock is not None:
+            self._store_clock.advance(seconds)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One HTTP attempt as the client made it; status 0 when no answer came (dropped, timed out)."""
+
+    path: str
+    query: str
+    status: int
+
+
+class _Closing(httpx2.AsyncByteStream):
+    def __init__(self, inner: httpx2.AsyncByteStream, recorder: Recorder) -> None:
+        self._inner = inner
+        self._recorder = recorder
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._recorder.in_flight -= 1
+        await self._inner.aclose()
+
+
+class Recorder(httpx2.AsyncBaseTransport):
+    """The real loopback transport, recording every attempt and how many were in flight at once."""
+
+    def __init__(self) -> None:
+        self._inner = httpx2.AsyncHTTPTransport(verify=_TLS)
+        self.sent: list[Sent] = []
+        self.in_flight = 0
+        self.peak = 0
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        path, query = request.url.path, request.url.query.decode()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException:
+            self.in_flight -= 1
+            self.sent.append(Sent(path, query, 0))
+            raise
+        self.sent.append(Sent(path, query, response.status_code))
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        return httpx2.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_Closing(response.stream, self),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def listing_statuses(self, since: int) -> list[int]:
+        """Statuses of the downloadables listing attempts made after the first `since` attempts."""
+        return [sent.status for sent in self.sent[since:] if sent.path == LISTING]
+
+
+@dataclass
+class Host:
+    """An MCP client connected to a fresh server, and what its Polar client did."""
+
+    client: Client
+    recorder: Recorder
+    time: FakeTime
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[CallToolResult, list[int]]:
+        """Call a tool; also answer the statuses of the listing attempts it made."""
+        mark = len(self.recorder.sent)
+        self.time.waits.clear()
+        result = await self.client.call_tool(tool, arguments)
+        return result, self.recorder.listing_statuses(mark)
+
+    async def listing_works(self) -> dict[str, Any]:
+        """A plain listing (up to 100 files) succeeds: the server is still serving."""
+        return ok(await self.client.call_tool("list_downloadables", {"limit": 100}))
+
+
+def _ada(store: Store, ttl: float = 3600.0) -> str:
+    return store.issue_session(store.customer_by_external_id(DEMO_CUSTOMER_EXTERNAL_ID).id, ttl=ttl)
+
+
+@asynccontextmanager
+async def connect(
+    double: RunningDouble,
+    token: str,
+    *,
+    timeout: float = 10.0,
+    fake: FakeTime | None = None,
+    real_clock: bool = False,
+    mode: Mode = "legacy",
+) -> AsyncIterator[Host]:
+    """A connected host whose first listing (which also learns the benefit names) has succeeded."""
+    fake = fake or FakeTime()
+    recorder = Recorder()
+    settings = load_settings(
+        {"POLAR_API_URL": double.base_url, "POLAR_CUSTOMER_SESSION": token, "POLAR_MCP_TIMEOUT": f"{timeout:g}"}
+    )
+
+    def make_client(http: httpx2.AsyncClient) -> PolarClient:
+        clock = time.monotonic if real_clock else fake.monotonic
+        return PolarClient(http, timeout=timeout, sleep=fake.sleep, clock=clock)
+
+    server = build_server(settings, http_transport=recorder, make_client=make_client)
+    async with Client(server, mode=mode) as client:
+        host = Host(client, recorder, fake)
+        await host.listing_works()
+        yield host
+
+
+def text_of(result: CallToolResult) -> str:
+    first = result.content[0]
+    assert first.type == "text"
+    return first.text
+
+
+def ok(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+def failed(result: CallToolResult) -> str:
+    assert result.is_error, result.structured_content
+    return text_of(result)
+
+
+def _aligned_clock(seconds_into_minute: float) -> ManualClock:
+    """A store clock near the real time, `seconds_into_minute` past a minute boundary."""
+    return ManualClock(60 * math.floor(time.time() / 60) + seconds_into_minute)
+
+
+@pytest.fixture(autouse=True)
+def _faults_off(store: Store) -> Iterator[None]:  # pyright: ignore[reportUnusedFunction]
+    store.faults.reset()
+    yield
+    store.faults.reset()
+
+
+@pytest.fixture(params=["legacy", "auto"])
+def mode(request: pytest.FixtureRequest) -> Mode:
+    return request.param
+
+
+# 429: Retry-After --------------------------------------------------------------------------------
+
+
+async def test_a_short_429_storm_is_waited_out_as_retry_after_asks(
+    store: Store, double: RunningDouble, mode: Mode
+) -> None:
+    async with connect(double, _ada(store), timeout=10, mode=mode) as host:
+        store.faults.update({"rate_limit_next": 2, "retry_after": 3})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert ok(result)["total_count"] == ADA_FILES
+        assert statuses == [429, 429, 200]
+        assert host.time.waits == [3.0, 3.0]
+        assert host.time.now < 10
+
+
+async def test_a_429_storm_outlasting_the_retries_fails_with_the_wait_polar_asked_for(
+    store: Store, double: RunningDouble
+) -> None:
+    async with connect(double, _ada(store), timeout=10) as host:
+        store.faults.update({"rate_limit_next": 3, "retry_after": 3})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert failed(result) == _tool_error("list_downloadables", _rate_limited(3))
+        assert statuses == [429, 429, 429]
+        assert host.time.waits == [3.0, 3.0]
+        assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+async def test_a_retry_after_longer_than_the_timeout_fails_at_once_saying_how_long_to_wait(
+    store: Store, double: RunningDouble, mode: Mode
+) -> None:
+    async with connect(double, _ada(store), timeout=10, mode=mode) as host:
+        store.faults.update({"rate_limit_next": 1, "retry_after": 30})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert failed(result) == _tool_error("list_downloadables", _rate_limited(30))
+        assert statuses == [429]
+        assert host.time.waits == []
+        assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+async def test_a_retry_after_as_long_as_the_whole_timeout_fails_at_once_as_no_time_would_be_left(
+    store: Store, double: RunningDouble
+) -> None:
+    async with connect(double, _ada(store), timeout=10) as host:
+        store.faults.update({"rate_limit_next": 1, "retry_after": 10})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert failed(result) == _tool_error("list_downloadables", _rate_limited(10))
+        assert statuses == [429]
+        assert host.time.waits == []
+
+
+async def test_a_second_retry_after_wait_that_would_overrun_the_deadline_is_not_taken(
+    store: Store, double: RunningDouble
+) -> None:
+    async with connect(double, _ada(store), timeout=10) as host:
+        store.faults.update({"rate_limit_next": 2, "retry_after": 6})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        # 6 s waited, 6 s more would end past the 10 s deadline: fail now rather than late.
+        assert failed(result) == _tool_error("list_downloadables", _rate_limited(6))
+        assert statuses == [429, 429]
+        assert host.time.waits == [6.0]
+        assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+# 5xx ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("burst", "status"), [(1, 503), (2, 503), (2, 502), (2, 500)])
+async def test_a_burst_of_one_or_two_server_errors_is_retried_with_backoff_and_recovers(
+    store: Store, double: RunningDouble, burst: int, status: int
+) -> None:
+    async with connect(double, _ada(store), timeout=10) as host:
+        store.faults.update({"errors_next": burst, "error_status": status})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert ok(result)["total_count"] == ADA_FILES
+        assert statuses == [status] * burst + [200]
+        # Exponential backoff from 0.5 s with jitter between half and all of it.
+        assert len(host.time.waits) == burst
+        for attempt, wait in enumerate(host.time.waits):
+            assert 0.25 * 2**attempt <= wait <= 0.5 * 2**attempt
+
+
+async def test_three_server_errors_in_a_row_fail_with_the_having_trouble_message(
+    store: Store, double: RunningDouble, mode: Mode
+) -> None:
+    async with connect(double, _ada(store), timeout=10, mode=mode) as host:
+        store.faults.update({"errors_next": 3, "error_status": 503})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert failed(result) == _tool_error("list_downloadables", _trouble(503))
+        assert statuses == [503, 503, 503]
+        assert len(host.time.waits) == 2
+        assert host.time.now < 10
+        assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+async def test_a_long_outage_costs_three_attempts_only(store: Store, double: RunningDouble) -> None:
+    async with connect(double, _ada(store), timeout=10) as host:
+        store.faults.update({"errors_next": 6, "error_status": 504})
+        result, statuses = await host.call("get_download_link", {"name": "errata.txt"})
+        assert failed(result) == _tool_error("get_download_link", _trouble(504))
+        assert statuses == [504, 504, 504]
+        store.faults.reset()
+        assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+# Connections -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drops", [1, 2])
+async def test_dropped_connections_are_retried_and_the_listing_recovers(
+    store: Store, double: RunningDouble, drops: int
+) -> None:
+    async with connect(double, _ada(store), timeout=10) as host:
+        store.faults.update({"drop_next": drops})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert ok(result)["total_count"] == ADA_FILES
+        assert statuses == [0] * drops + [200]
+        assert len(host.time.waits) == drops
+
+
+async def test_a_connection_dropped_on_every_attempt_fails_naming_the_polar_url(
+    store: Store, double: RunningDouble
+) -> None:
+    async with connect(double, _ada(store), timeout=10) as host:
+        store.faults.update({"drop_next": 3})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert failed(result) == _tool_error("list_downloadables", _unreachable(double))
+        assert statuses == [0, 0, 0]
+        assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+async def test_a_connection_cut_mid_body_is_retried_and_the_listing_recovers(
+    store: Store, double: RunningDouble, mode: Mode
+) -> None:
+    async with connect(double, _ada(store), timeout=10, mode=mode) as host:
+        store.faults.update({"cut_next": 1})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert ok(result)["total_count"] == ADA_FILES
+        # The headers (200) arrived, then the body stopped: a second attempt was made.
+        assert statuses == [200, 200]
+        assert len(host.time.waits) == 1
+
+
+async def test_a_stall_longer_than_the_timeout_fails_fast_naming_polar_mcp_timeout(
+    store: Store, double: RunningDouble
+) -> None:
+    async with connect(double, _ada(store), timeout=0.2, real_clock=True) as host:
+        store.faults.update({"latency": 1.0})
+        started = time.monotonic()
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        elapsed = time.monotonic() - started
+        assert failed(result) == _tool_error(
+            "list_downloadables", "Polar did not answer within 0.2 s (POLAR_MCP_TIMEOUT); try again shortly."
+        )
+        assert elapsed < 1.0
+        # The deadline covers retries too: a timed-out attempt is not repeated.
+        assert statuses == [0]
+        assert host.time.waits == []
+        store.faults.update({"latency": 0.0})
+        assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+# Bodies ------------------------------------------------------------------------------------------
+
+
+async def test_a_truncated_body_with_a_matching_content_length_fails_clearly_without_a_retry(
+    store: Store, double: RunningDouble
+) -> None:
+    async with connect(double, _ada(store), timeout=10) as host:
+        store.faults.update({"truncate_next": 1})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert failed(result) == _tool_error("list_downloadables", NOT_JSON)
+        assert statuses == [200]
+        assert host.time.waits == []
+        assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+async def test_an_html_page_answered_with_200_fails_clearly_without_a_retry(
+    store: Store, double: RunningDouble, mode: Mode
+) -> None:
+    async with connect(double, _ada(store), timeout=10, mode=mode) as host:
+        store.faults.update({"non_json_next": 1})
+        result, statuses = await host.call("list_downloadables", {"limit": 100})
+        assert failed(result) == _tool_error("list_downloadables", NOT_JSON_PAGE)
+        assert statuses == [200]
+        assert host.time.waits == []
+        assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+async def test_schema_drift_still_lists_and_gives_links(store: Store, double: RunningDouble) -> None:
+    store.faults.update({"drift": True})
+    async with connect(double, _ada(store), timeout=10) as host:
+        listing = await host.listing_works()
+        assert listing["total_count"] == ADA_FILES
+        names = {item["name"] for item in listing["items"]}
+        assert "rust-in-practice.pdf" in names
+        for item in listing["items"]:
+            # Drift nulls the checksums, versions and dates: they are left out, not shown as null.
+            assert {"sha256", "version", "last_modified_at"}.isdisjoint(item)
+        link = ok((await host.call("get_download_link", {"name": "rust-in-practice.pdf"}))[0])
+        assert link["name"] == "rust-in-practice.pdf"
+        assert link["url"].startswith(f"{double.base_url}{LISTING}")
+        assert "sha256" not in link
+        assert link["expires_in_seconds"] > 3500
+
+
+# Sessions and links ------------------------------------------------------------------------------
+
+
+async def test_a_session_expiring_mid_session_gets_the_renew_message_naming_the_variable(mode: Mode) -> None:
+    clock = ManualClock()
+    store = demo_store(clock=clock)
+    with start_double(store) as double:
+        async with connect(double, _ada(store, ttl=3600), timeout=10, mode=mode) as host:
+            clock.advance(3601)
+            result, statuses = await host.call("list_downloadables", {"limit": 100})
+            assert failed(result) == _tool_error("list_downloadables", EXPIRED)
+            # A 401 is never retried.
+            assert statuses == [401]
+            assert host.time.waits == []
+            # The remembered links are past their expiry too (the double's clock starts in the past):
+            # get_download_link asks Polar again and passes on the same advice.
+            link, statuses = await host.call("get_download_link", {"name": "errata.txt"})
+            assert failed(link) == _tool_error("get_download_link", EXPIRED)
+            assert statuses == [401]
+            assert [tool.name for tool in (await host.client.list_tools()).tools]
+
+
+async def test_a_remembered_link_with_time_left_is_given_without_calling_polar(
+    store: Store, double: RunningDouble
+) -> None:
+    async with connect(double, _ada(store), timeout=10) as host:
+        listing = await host.listing_works()
+        errata = next(item for item in listing["items"] if item["name"] == "errata.txt")
+        mark = len(host.recorder.sent)
+        link = ok((await host.call("get_download_link", {"downloadable_id": errata["id"]}))[0])
+        assert host.recorder.sent[mark:] == []
+        assert link["id"] == errata["id"]
+        assert link["expires_in_seconds"] > 3500
+
+
+async def test_a_link_close_to_expiry_is_refreshed_by_a_listing_narrowed_to_its_benefit() -> None:
+    # The catalog judges links by the real time; the double's clock starts 3400 s behind it, so the
+    # links of the first listing are (to the catalog) an hour old with 200 s left.
+    start = float(math.floor(time.time())) - 3400
+    clock = ManualClock(start)
+    store = demo_store(clock=clock)
+    with start_double(store) as double:
+        async with connect(double, _ada(store, ttl=3600), timeout=10) as host:
+            listing = await host.listing_works()
+            errata = next(item for item in listing["items"] if item["name"] == "errata.txt")
+            clock.advance(3600 - 200)
+            mark = len(host.recorder.sent)
+            link = ok((await host.call("get_download_link", {"downloadable_id": errata["id"]}))[0])
+            assert link["id"] == errata["id"]
+            fresh = datetime.fromtimestamp(start + 3400 + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert link["expires_at"] == fresh
+            assert link["expires_in_seconds"] > 3500
+            assert host.recorder.sent[mark:] == [
+                Sent(LISTING, f"benefit_id={errata['benefit_id']}&page=1&limit=100", 200)
+            ]
+
+
+# The rate limit the double enforces --------------------------------------------------------------
+
+
+async def test_the_enforced_rate_limit_fails_clearly_and_the_next_minute_works(mode: Mode) -> None:
+    clock = _aligned_clock(15)
+    store = demo_store(clock=clock)
+    with start_double(store) as double:
+        async with connect(double, _ada(store), timeout=10, mode=mode) as host:
+            store.rate_limit_per_minute = 1
+            assert (await host.listing_works())["total_count"] == ADA_FILES
+            result, statuses = await host.call("list_downloadables", {"limit": 100})
+            assert failed(result) == _tool_error("list_downloadables", _rate_limited(45))
+            assert statuses == [429]
+            assert host.time.waits == []
+            clock.advance(45)
+            assert (await host.listing_works())["total_count"] == ADA_FILES
+
+
+async def test_the_enforced_rate_limit_is_waited_out_when_the_timeout_allows() -> None:
+    clock = _aligned_clock(15)
+    store = demo_store(clock=clock)
+    with start_double(store) as double:
+        fake = FakeTime(store_clock=clock)
+        async with connect(double, _ada(store), timeout=60, fake=fake) as host:
+            store.rate_limit_per_minute = 1
+            assert (await host.listing_works())["total_count"] == ADA_FILES
+            result, statuses = await host.call("list_downloadables", {"limit": 100})
+            assert ok(result)["total_count"] == ADA_FILES
+            assert statuses == [429, 200]
+            assert host.time.waits == [45.0]
+
+
+async def test_a_whole_catalog_search_running_into_the_rate_limit_fails_with_its_message() -> None:
+    clock = _aligned_clock(15)
+    store = synthetic_store(items=250, benefits=5, clock=clock)
+    token = store.issue_session(next(iter(store.customers)))
+    with start_double(store) as double:
+        async with connect(double, token, timeout=10) as host:
+            # Counting starts now: page 1 and page 2 pass, page 3 (of 3) is refused.
+            store.rate_limit_per_minute = 2
+            result, statuses = await host.call("list_downloadables", {"query": ".pdf", "limit": 100})
+            assert failed(result) == _tool_error("list_downloadables", _rate_limited(45))
+            assert sorted(statuses) == [200, 200, 429]
+            clock.advance(60)
+            page, statuses = await host.call("list_downloadables", {"limit": 100})
+            assert ok(page)["total_count"] == 250
+            assert statuses == [200]
