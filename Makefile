@@ -56,6 +56,11 @@ wheel-check: install
 	.wheel-check/bin/polar-mcp list --demo --limit 3
 	rm -rf .wheel-check
 
+# Benchmarks are not tests: polar-sdk (the peer compared against) is installed for them only.
+bench: install
+	$(BIN)/python -m pip install --quiet 'polar-sdk>=1,<2'
+	$(BIN)/python -m bench.run --write docs/BENCHMARKS.md
+
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .

@@ -11,7 +11,8 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -19,7 +20,7 @@ import anyio
 
 from polar_mcp.cache import BoundedCache
 from polar_mcp.polar.client import PolarClient, first_error
-from polar_mcp.polar.errors import PolarError
+from polar_mcp.polar.errors import AuthenticationError, PolarError
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import TokenSource
 
@@ -169,6 +170,12 @@ class Catalog:
         query: str | None = None,
     ) -> Listing:
         """A page of the catalog; with `query`, a page of the matches (file or benefit name) of all of it."""
+        with self._forget_if_rejected(source):
+            return await self._list(source, benefit_ids=benefit_ids, page=page, limit=limit, query=query)
+
+    async def _list(
+        self, source: TokenSource, *, benefit_ids: Sequence[str], page: int, limit: int, query: str | None
+    ) -> Listing:
         walks = self._memory(source).name_walks
         if query is None:
             result = await self._alongside_names(
@@ -247,17 +254,28 @@ class Catalog:
 
     async def all_items(self, source: TokenSource, *, benefit_ids: Sequence[str] = ()) -> list[Downloadable]:
         """Every item of the catalog (or of some benefits), fetched concurrently."""
-        return await self._scan(source, benefit_ids)
+        with self._forget_if_rejected(source):
+            return await self._scan(source, benefit_ids)
 
     async def find(
         self, source: TokenSource, *, downloadable_id: str | None = None, name: str | None = None
     ) -> Downloadable:
         """One item by id (or file id), or by name, with a link that has time left."""
-        if downloadable_id is not None:
-            return await self._find_by_id(source, downloadable_id.strip())
-        if name is not None:
-            return await self._find_by_name(source, name)
+        with self._forget_if_rejected(source):
+            if downloadable_id is not None:
+                return await self._find_by_id(source, downloadable_id.strip())
+            if name is not None:
+                return await self._find_by_name(source, name)
         raise CatalogError("Give downloadable_id or name.")
+
+    @contextmanager
+    def _forget_if_rejected(self, source: TokenSource) -> Generator[None]:
+        """Once Polar rejects a principal's session, nothing remembered for it is served again."""
+        try:
+            yield
+        except AuthenticationError:
+            self._memories.discard(source.principal)
+            raise
 
     async def _find_by_id(self, source: TokenSource, wanted: str) -> Downloadable:
         memory = self._memory(source)

@@ -134,10 +134,16 @@ def _serve(settings: Settings) -> int:
     return EXIT_OK
 
 
+CLEANUP_GRACE = 0.2
+"""Seconds cancelled calls get to remove their partial files after a signal, before the exit."""
+
+
 async def _serve_stdio(server: MCPServer[Any]) -> None:
     """Serve stdio until EOF, SIGTERM or SIGINT, cancelling calls in flight so their cleanup runs.
 
-    Python's default SIGTERM ends the process at once, leaving partial downloads behind.
+    Python's default SIGTERM ends the process at once, leaving partial downloads behind. After a
+    signal the process exits itself: the SDK reads stdin in a worker thread that a blocking
+    `readline` keeps alive, so waiting for it would hang until the host closes stdin.
     """
     async with anyio.create_task_group() as group:
 
@@ -146,7 +152,10 @@ async def _serve_stdio(server: MCPServer[Any]) -> None:
                 async for _ in signals:
                     logging.getLogger("polar_mcp").info("signal received: stopping")
                     group.cancel_scope.cancel()
-                    return
+                    with anyio.CancelScope(shield=True):
+                        await anyio.sleep(CLEANUP_GRACE)
+                    logging.shutdown()
+                    os._exit(0)
 
         group.start_soon(stop_on_signal)
         await server.run_stdio_async()

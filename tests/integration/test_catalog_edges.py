@@ -66,7 +66,7 @@ def _rows(store: Store, token: str, benefit_ids: list[str] | None = None) -> lis
     """The listing exactly as the double orders it."""
     session = store.live_session(token)
     assert session is not None
-    return store.downloadables(session, benefit_ids or [])
+    return list(store.downloadables(session, benefit_ids or []))
 
 
 def _ids(result: dict[str, Any]) -> list[str]:

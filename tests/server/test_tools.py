@@ -385,3 +385,15 @@ async def test_the_token_never_appears_in_any_output(polar: FakePolar, mode: str
         outputs.append((await client.call_tool("list_downloadables", {})).model_dump_json())
     assert all(canary not in output for output in outputs)
     assert any("rejected the session token" in output for output in outputs)
+
+
+async def test_once_polar_rejects_the_session_nothing_remembered_is_served(client: Client, polar: FakePolar) -> None:
+    await client.call_tool("list_downloadables", {"query": "rust"})  # a whole-catalog snapshot, links remembered
+    polar.tokens = set()  # the session is revoked
+    rejected = await client.call_tool("list_downloadables", {})
+    assert rejected.is_error
+    requests_before = len(polar.list_calls())
+    again = await client.call_tool("get_download_link", {"downloadable_id": "00000000-0000-4000-8000-000000000001"})
+    assert again.is_error
+    assert "rejected the session token" in _text(again)
+    assert len(polar.list_calls()) == requests_before + 1  # asked Polar, not the forgotten memory

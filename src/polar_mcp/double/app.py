@@ -199,9 +199,11 @@ class _Api:
         rows = self.store.downloadables(session, [str(b) for b in benefit_ids])
         items, pagination = _paginate(rows, page, limit)
         drift = self.store.faults.drift
-        base = str(request.base_url)
+        # Every link of one answer expires at the same moment, as Polar mints them in one go.
+        expires = int(self.store.now()) + LINK_TTL
+        link_base = f"{request.base_url}{_LINK_PREFIX.lstrip('/')}"
         payload: dict[str, Any] = {
-            "items": [self._downloadable(row, session, base, drift) for row in items],
+            "items": [self._downloadable(row, session, link_base, expires, drift) for row in items],
             "pagination": pagination,
         }
         if drift:
@@ -422,9 +424,8 @@ class _Api:
             raise _Reject(_polar_validation_error(field, "Member does not exist.", value))
         return found[0]
 
-    def _downloadable(self, row: Listed, session: Session, base: str, drift: bool) -> dict[str, Any]:
+    def _downloadable(self, row: Listed, session: Session, link_base: str, expires: int, drift: bool) -> dict[str, Any]:
         file = row.file
-        expires = int(self.store.now()) + LINK_TTL
         link = self._make_link(session.customer_id, row.benefit.id, file.id, expires)
         digests = file.blob.digests if file.checksums else None
         body: dict[str, Any] = {
@@ -440,7 +441,7 @@ class _Api:
             "checksum_sha256_hex": digests.sha256_hex if digests else None,
             "last_modified_at": isoformat(file.created_at),
             "download": {
-                "url": f"{base}{_LINK_PREFIX.lstrip('/')}{link}",
+                "url": link_base + link,
                 "headers": {},
                 "expires_at": isoformat(expires),
             },

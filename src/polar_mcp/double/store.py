@@ -15,10 +15,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, overload
 
 from polar_mcp.double.blobs import Blob
 from polar_mcp.double.faults import Faults
@@ -205,6 +205,34 @@ class Listed:
     grant: Grant
     benefit: Benefit
     file: File
+
+
+class Rows(Sequence[Listed]):
+    """Listing rows built only when read: a page of a big catalog costs a page, not the catalog.
+
+    Benchmarks page through thousands of files; building every row for every page made the double,
+    not the client under test, the bottleneck.
+    """
+
+    def __init__(self, customer_id: str, rows: list[tuple[Grant, Benefit, File]]) -> None:
+        self._customer_id = customer_id
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Listed: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Listed]: ...
+    def __getitem__(self, index: int | slice) -> Listed | list[Listed]:
+        if isinstance(index, slice):
+            return [self._listed(*row) for row in self._rows[index]]
+        return self._listed(*self._rows[index])
+
+    def _listed(self, grant: Grant, benefit: Benefit, file: File) -> Listed:
+        row_id = stable_uuid(f"downloadable:{self._customer_id}:{benefit.id}:{file.id}")
+        return Listed(row_id, grant, benefit, file)
 
 
 @dataclass
@@ -430,20 +458,18 @@ class Store:
         ]
         return sorted(found, key=lambda g: g.granted_at, reverse=True)
 
-    def downloadables(self, session: Session, benefit_ids: Iterable[str] = ()) -> list[Listed]:
+    def downloadables(self, session: Session, benefit_ids: Iterable[str] = ()) -> Rows:
         """The downloadables listing: files of active grants, newest grant first, hidden files left out."""
         wanted = set(benefit_ids)
-        rows: list[Listed] = []
+        rows: list[tuple[Grant, Benefit, File]] = []
         for grant in self.grants_of(session):
             benefit = self.benefits[grant.benefit_id]
             if benefit.type != "downloadables" or (wanted and benefit.id not in wanted):
                 continue
-            for file_id in benefit.file_ids:
-                file = self.files[file_id]
-                if file.downloadable:
-                    row_id = stable_uuid(f"downloadable:{session.customer_id}:{benefit.id}:{file.id}")
-                    rows.append(Listed(row_id, grant, benefit, file))
-        return rows
+            rows.extend(
+                (grant, benefit, file) for file in map(self.files.__getitem__, benefit.file_ids) if file.downloadable
+            )
+        return Rows(session.customer_id, rows)
 
     def link_target(self, customer_id: str, benefit_id: str, file_id: str) -> File | None:
         """The file a download link points at, or None once it has been withdrawn."""

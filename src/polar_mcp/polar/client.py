@@ -65,7 +65,9 @@ class RetryPolicy:
 class ClientLimits:
     """Bounds that protect Polar's rate limit and our memory."""
 
-    per_principal_concurrency: int = 10
+    # Rate limits count requests, not concurrency: a whole-catalog scan sends the same requests either
+    # way. 20 in flight reads a 2,000-file catalog in two round trips while bounding any one burst.
+    per_principal_concurrency: int = 20
     max_body_bytes: int = 16 * 1024 * 1024
     max_catalog_pages: int = 200
 

@@ -1,0 +1,590 @@
+"""One function per benchmark. Each returns a CaseResult: its figures, the target, and whether it was met.
+
+Every function takes its sizes as parameters, so the smoke test runs each with tiny ones. All traffic
+stays on loopback: the Polar double serves in a thread of this process, servers under test run as
+subprocesses started the way a host starts them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import httpx2
+
+from bench.harness import (
+    CaseResult,
+    StdioSession,
+    cpu_seconds,
+    floor_command,
+    http_server_process,
+    import_breakdown,
+    median,
+    ms,
+    percentile,
+    polar_mcp_command,
+    repeat,
+    rss_kib,
+    server_env,
+    time_to_first_tools_list,
+)
+from polar_mcp.double.catalog import (
+    DEMO_CUSTOMER_EXTERNAL_ID,
+    SYNTHETIC_CUSTOMER_EXTERNAL_ID,
+    demo_store,
+    synthetic_store,
+)
+from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.store import Store
+from polar_mcp.polar.client import ClientLimits
+
+DOWNLOADABLES = "/v1/customer-portal/downloadables/"
+BENEFIT_GRANTS = "/v1/customer-portal/benefit-grants/"
+MIB = 1024
+
+
+@contextmanager
+def _double(store: Store) -> Iterator[RunningDouble]:
+    with start_double(store) as running:
+        yield running
+
+
+def _token(store: Store, external_id: str) -> str:
+    return store.issue_session(store.customer_by_external_id(external_id).id)
+
+
+# 1. Cold start ----------------------------------------------------------------------------------
+
+
+def cold_start(*, runs: int = 5, spawns: int = 3, importtime: bool = True, warm_up: bool = True) -> CaseResult:
+    """Spawn -> answer to the first tools/list over stdio: `python -m polar_mcp` vs the floor server.
+
+    One untimed start of each first (bytecode and the OS file cache warm, as on a host that ran it
+    before). Each run spawns both `spawns` times, alternating which goes first, and keeps the
+    medians and their ratio.
+    """
+    store = demo_store()
+    notes: list[str] = []
+    with _double(store) as double:
+        env = server_env(double.base_url, _token(store, DEMO_CUSTOMER_EXTERNAL_ID))
+        if warm_up:
+            time_to_first_tools_list(polar_mcp_command(), env)
+            time_to_first_tools_list(floor_command(), env)
+
+        def one_run(index: int) -> dict[str, float]:
+            times: dict[str, list[float]] = {"ours": [], "floor": []}
+            commands = {"ours": polar_mcp_command(), "floor": floor_command()}
+            for spawn in range(spawns):
+                order = ["ours", "floor"] if (index + spawn) % 2 == 0 else ["floor", "ours"]
+                for side in order:
+                    times[side].append(time_to_first_tools_list(commands[side], env)[0])
+            ours, floor = median(times["ours"]), median(times["floor"])
+            return {"ours": ours, "floor": floor, "ratio": ours / floor}
+
+        collected = repeat(runs, one_run)
+    ratio = median(collected["ratio"])
+    passed = ratio <= 1.10
+    figures: dict[str, Any] = {
+        "headline": f"{ratio:.2f}x the floor ({ms(median(collected['ours']))} ms vs "
+        f"{ms(median(collected['floor']))} ms)",
+        "polar-mcp, spawn to tools/list (ms, median)": ms(median(collected["ours"])),
+        "floor server, spawn to tools/list (ms, median)": ms(median(collected["floor"])),
+        "ratio polar-mcp / floor (median of per-run ratios)": round(ratio, 3),
+        "ratio per run": ", ".join(f"{r:.3f}" for r in collected["ratio"]),
+    }
+    if importtime:
+        # Median of three, each a fresh interpreter: one import profile is noisy.
+        ours_runs = [import_breakdown("polar_mcp.cli, polar_mcp.server") for _ in range(3)]
+        floor_runs = [import_breakdown("mcp.server, httpx2") for _ in range(3)]
+        ours_total = median([total for total, _ in ours_runs])
+        floor_total = median([total for total, _ in floor_runs])
+        ours_top = next(top for total, top in ours_runs if total == ours_total)
+        figures["imports of the stdio path, polar-mcp (ms, -X importtime)"] = round(ours_total)
+        figures["imports of the floor (ms, -X importtime)"] = round(floor_total)
+        figures["largest packages, polar-mcp (self ms)"] = ", ".join(f"{n} {t:g}" for n, t in ours_top)
+        notes.append(
+            "Import time is the SDK's: `mcp` and `mcp_types` with pydantic, starlette and uvicorn, which "
+            "`mcp.server` imports itself; polar-mcp's own modules add "
+            f"{round(ours_total - floor_total)} ms of imports over the floor's."
+        )
+    return {
+        "name": "cold_start",
+        "title": "1. Cold start (stdio, spawn to first tools/list)",
+        "figures": figures,
+        "target": "<= 1.10x the floor",
+        "passed": passed,
+        "notes": notes,
+    }
+
+
+# 2. Tool-call overhead ----------------------------------------------------------------------------
+
+
+def tool_call_overhead(*, runs: int = 5, iterations: int = 50, items: int = 100, latency: float = 0.02) -> CaseResult:
+    """list_downloadables(limit 20) over stdio with `latency` s injected, vs the floor tool and a plain GET.
+
+    Each run starts both servers, warms them, then times `iterations` calls of each, interleaved
+    (polar-mcp, floor, plain httpx2 GET), and keeps the medians, their ratio and the difference.
+    """
+    store = synthetic_store(items=items, benefits=max(1, min(20, items // 5)))
+    store.faults.update({"latency": latency})
+    limit = min(20, items)
+    with _double(store) as double:
+        token = _token(store, SYNTHETIC_CUSTOMER_EXTERNAL_ID)
+        env = server_env(double.base_url, token)
+        plain = httpx2.Client(base_url=double.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+        def one_run(_: int) -> dict[str, float]:
+            with StdioSession(polar_mcp_command(), env) as ours, StdioSession(floor_command(), env) as floor:
+                ours.initialize()
+                floor.initialize()
+                times: dict[str, list[float]] = {"ours": [], "floor": [], "plain": []}
+
+                def ours_call() -> None:
+                    ours.call_tool("list_downloadables", {"limit": limit})
+
+                def floor_call() -> None:
+                    floor.call_tool("list_downloadables", {"limit": limit})
+
+                def plain_call() -> None:
+                    plain.get(DOWNLOADABLES, params={"page": 1, "limit": limit}).raise_for_status()
+
+                calls = {"ours": ours_call, "floor": floor_call, "plain": plain_call}
+                for call in calls.values():  # connections, caches and the benefit names warm
+                    for _warm in range(3):
+                        call()
+                for _iteration in range(iterations):
+                    for key, call in calls.items():
+                        started = time.perf_counter()
+                        call()
+                        times[key].append(time.perf_counter() - started)
+            o, f, p = median(times["ours"]), median(times["floor"]), median(times["plain"])
+            return {"ours": o, "floor": f, "plain": p, "ratio": o / f, "added": o - p, "added_floor": f - p}
+
+        try:
+            collected = repeat(runs, one_run)
+        finally:
+            plain.close()
+    ratio = median(collected["ratio"])
+    added = median(collected["added"])
+    return {
+        "name": "tool_call_overhead",
+        "title": f"2. Tool-call overhead (list_downloadables limit {limit}, {ms(latency):g} ms upstream latency)",
+        "figures": {
+            "headline": f"{ratio:.3f}x the floor; +{ms(added)} ms over a plain GET",
+            "polar-mcp call (ms, median)": ms(median(collected["ours"])),
+            "floor call (ms, median)": ms(median(collected["floor"])),
+            "plain httpx2 GET (ms, median)": ms(median(collected["plain"])),
+            "ratio polar-mcp / floor (median of per-run ratios)": round(ratio, 3),
+            "ms added by polar-mcp over the plain GET": ms(added),
+            "ms added by the floor over the plain GET": ms(median(collected["added_floor"])),
+            "calls timed per side": f"{iterations} per run x {runs} runs",
+        },
+        "target": "<= 1.10x the floor",
+        "passed": ratio <= 1.10,
+        "notes": [
+            "The floor is bench/floor_server.py: the same SDK, one tool doing the same GET with httpx2 and "
+            "returning Polar's JSON unparsed; polar-mcp validates, trims and renders it (text + structured)."
+        ],
+    }
+
+
+# 3. Whole-catalog search ------------------------------------------------------------------------------
+
+
+def _sdk_module() -> Any | None:
+    try:
+        return importlib.import_module("polar.v2026_10")
+    except ImportError:
+        return None
+
+
+def _sdk_search(sdk: Any, base_url: str, token: str, query: str) -> tuple[float, int]:
+    """What a polar-sdk user writes: iter_list over every page, benefit grants for the names, filter.
+
+    The double's benefit-grant objects lack fields polar-sdk 1.0's models require, so grants are
+    fetched through the SDK's own HTTP client (same requests) and read as plain JSON.
+    """
+    with sdk.Polar(token, base_url=base_url, timeout=30) as polar:
+        started = time.perf_counter()
+        items = list(polar.customer_portal.downloadables.iter_list(limit=100))
+        names: dict[str, str] = {}
+        service = polar.customer_portal.benefit_grants
+        page, max_page = 1, 1
+        while page <= max_page:
+            request = service.client.build_request(
+                method="GET",
+                url=BENEFIT_GRANTS,
+                path_params={},
+                query_params={"type": "downloadables", "page": page, "limit": 100},
+            )
+            response = service.client.send_request(request)
+            response.raise_for_status()
+            body = response.json()
+            names.update({g["benefit_id"]: (g.get("benefit") or {}).get("description") or "" for g in body["items"]})
+            max_page = body["pagination"]["max_page"]
+            page += 1
+        needle = query.casefold()
+        matches = [
+            item for item in items if needle in f"{item.file.name}\n{names.get(str(item.benefit_id), '')}".casefold()
+        ]
+        return time.perf_counter() - started, len(matches)
+
+
+def _warm_double(base_url: str, token: str, *, pages: int) -> None:
+    """Read every page once: the double derives row ids and file checksums on first sight, which
+    neither side should pay for (Polar stores them)."""
+    with httpx2.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+        for page in range(1, pages + 1):
+            http.get(DOWNLOADABLES, params={"page": page, "limit": 100}).raise_for_status()
+        http.get(BENEFIT_GRANTS, params={"type": "downloadables", "limit": 100}).raise_for_status()
+
+
+def catalog_search(
+    *,
+    runs: int = 5,
+    items: int = 2000,
+    benefits: int = 20,
+    latency: float = 0.05,
+    rate_limit_per_minute: int = 500,
+    query: str = "item-0123",
+    with_sdk: bool = True,
+) -> CaseResult:
+    """list_downloadables(query=...) over the whole catalog vs polar-sdk's iter_list, same double, same latency.
+
+    Each run starts a fresh polar-mcp (so its first search also fetches benefit names, as a user's
+    does) and times one call over stdio, then times the SDK doing the same work.
+    """
+    store = synthetic_store(items=items, benefits=benefits)
+    store.faults.update({"latency": latency})
+    store.rate_limit_per_minute = rate_limit_per_minute
+    sdk = _sdk_module() if with_sdk else None
+    notes: list[str] = []
+    with _double(store) as double:
+        token = _token(store, SYNTHETIC_CUSTOMER_EXTERNAL_ID)
+        env = server_env(double.base_url, token)
+        _warm_double(double.base_url, token, pages=-(-items // 100))
+        if sdk is not None:
+            _sdk_search(sdk, double.base_url, token, query)  # the SDK builds its model loaders on first use
+        found: dict[str, int] = {}
+        requests: dict[str, float] = {}
+
+        def one_run(_: int) -> dict[str, float]:
+            figures: dict[str, float] = {}
+            with StdioSession(polar_mcp_command(), env) as ours:
+                ours.initialize()
+                ours.request("tools/list")
+                before = len(store.requests)
+                started, cpu, server_cpu = time.perf_counter(), time.process_time(), cpu_seconds(ours.pid)
+                result = ours.call_tool("list_downloadables", {"query": query, "limit": 100})
+                figures["ours"] = time.perf_counter() - started
+                # This process only waits meanwhile: its CPU is the double's, serving the scan.
+                figures["double_cpu"] = time.process_time() - cpu
+                figures["server_cpu"] = cpu_seconds(ours.pid) - server_cpu
+                requests["ours"] = len(store.requests) - before
+                found["ours"] = int(result["structuredContent"]["total_count"])
+            if sdk is not None:
+                before = len(store.requests)
+                figures["sdk"], found["sdk"] = _sdk_search(sdk, double.base_url, token, query)
+                requests["sdk"] = len(store.requests) - before
+                figures["ratio"] = figures["sdk"] / figures["ours"]
+            return figures
+
+        collected = repeat(runs, one_run)
+        statuses = [r.status for r in store.requests]
+    throttled = statuses.count(429)
+    pages = -(-items // 100)
+    figures: dict[str, Any] = {
+        "polar-mcp search (ms, median)": ms(median(collected["ours"])),
+        "requests per polar-mcp search": int(requests["ours"]),
+        "polar-mcp's own CPU for it (ms, median)": ms(median(collected["server_cpu"])),
+        "double's own CPU while serving it (ms, median)": ms(median(collected["double_cpu"])),
+        "matches found by polar-mcp": found["ours"],
+        "429 answers served by the double": throttled,
+        "double's rate limit (requests/min per customer)": rate_limit_per_minute,
+    }
+    if sdk is not None:
+        ratio = median(collected["ratio"])
+        figures = {
+            "headline": f"{ratio:.1f}x faster ({ms(median(collected['ours']))} ms vs "
+            f"{ms(median(collected['sdk']))} ms)",
+            **figures,
+            "polar-sdk iter_list + grants (ms, median)": ms(median(collected["sdk"])),
+            "requests per polar-sdk search": int(requests["sdk"]),
+            "matches found by polar-sdk": found["sdk"],
+            "speed-up polar-sdk / polar-mcp (median of per-run ratios)": round(ratio, 2),
+        }
+        passed = ratio >= 5 and throttled == 0 and found["ours"] == found["sdk"]
+        notes.append(
+            "polar-sdk pages sequentially (iter_list); polar-mcp fetches page 1, then the other "
+            f"{pages - 1} pages at most {ClientLimits().per_principal_concurrency} at a time per customer "
+            "(ClientLimits.per_principal_concurrency), "
+            "with the benefit grants alongside page 1. Grants are read by the SDK's HTTP client as JSON: "
+            "the double's grant objects lack fields polar-sdk 1.0's models require."
+        )
+        notes.append(
+            "What limits the ratio here is the double, not the client: it serves from one thread, about 7 ms "
+            "of CPU per 100-item page, so the 19 concurrent pages finish one after another, ~7 ms apart, after "
+            "their common 50 ms wait. polar-mcp's side is two round trips (page 1, then the rest at once); "
+            "against a server that answers pages in parallel the same search is about 3 x 50 ms plus parsing."
+        )
+        notes.append(
+            "The double serves from one thread and rebuilds every row of the catalog for each page "
+            "(Store.downloadables is O(catalog) per page), then signs 100 links: its CPU per page is "
+            "serialized, which a concurrent scan waits on and a sequential one hides behind the latency. "
+            f"Here the double spent {ms(median(collected['double_cpu']))} ms of CPU serving one polar-mcp "
+            f"search, polar-mcp {ms(median(collected['server_cpu']))} ms; with only the {pages} x "
+            f"{ms(latency):g} ms latency to wait for, a search at concurrency 10 needs about "
+            f"{ms(latency * (1 + -(-(pages - 1) // 10)))} ms."
+        )
+    else:
+        figures = {"headline": "polar-sdk not installed: comparison skipped", **figures}
+        passed = False
+        notes.append("polar-sdk is not installed (`make bench` installs it): the comparison was not measured.")
+    return {
+        "name": "catalog_search",
+        "title": f"3. Whole-catalog search ({items} items, {pages} pages, {ms(latency):g} ms per request)",
+        "figures": figures,
+        "target": ">= 5x faster than polar-sdk, no 429",
+        "passed": passed,
+        "notes": notes,
+    }
+
+
+# 4. Context cost -------------------------------------------------------------------------------------
+
+
+def context_cost(*, items: int = 100) -> CaseResult:
+    """A 100-item page as the model gets it (text, structured) vs Polar's raw JSON; tools/list on the wire."""
+    limit = min(100, items)
+    store = synthetic_store(items=items, benefits=max(1, min(20, items // 5)))
+    with _double(store) as double:
+        token = _token(store, SYNTHETIC_CUSTOMER_EXTERNAL_ID)
+        env = server_env(double.base_url, token)
+        raw = httpx2.get(
+            double.base_url + DOWNLOADABLES,
+            params={"page": 1, "limit": limit},
+            headers={"Authorization": f"Bearer {token}"},
+        ).raise_for_status()
+        with StdioSession(polar_mcp_command(), env) as ours:
+            ours.initialize()
+            ours.request("tools/list")
+            tools_list = ours.raw
+            result = ours.call_tool("list_downloadables", {"limit": limit})
+    raw_body = raw.content
+    raw_chars = len(raw.text)
+    text = "".join(block["text"] for block in result["content"] if block.get("type") == "text")
+    structured = json.dumps(result["structuredContent"], separators=(",", ":"), ensure_ascii=False)
+    count = len(result["structuredContent"]["items"])
+    tools = json.loads(tools_list)["result"]["tools"]
+    # The wire answer is one JSON-RPC line; its "result" alone, compact, is what the target speaks of.
+    result_bytes = len(json.dumps(json.loads(tools_list)["result"], separators=(",", ":")).encode())
+    text_ratio = len(raw_body) / len(text.encode())
+    structured_ratio = len(raw_body) / len(structured.encode())
+    passed = text_ratio >= 8 and structured_ratio >= 2 and len(tools_list) <= 4096
+
+    def per_item(size: int) -> float:
+        return round(size / count, 1)
+
+    return {
+        "name": "context_cost",
+        "title": f"4. Context cost ({count}-item page; tools/list)",
+        "figures": {
+            "headline": (
+                f"text {text_ratio:.1f}x, structured {structured_ratio:.1f}x smaller than raw JSON; "
+                f"tools/list {len(tools_list)} B"
+            ),
+            "Polar raw JSON per item (bytes / ~tokens)": f"{per_item(len(raw_body))} / {per_item(raw_chars // 4)}",
+            "text content per item (bytes / ~tokens)": f"{per_item(len(text.encode()))} / {per_item(len(text) // 4)}",
+            "structured content, compact JSON, per item (bytes / ~tokens)": (
+                f"{per_item(len(structured.encode()))} / {per_item(len(structured) // 4)}"
+            ),
+            "text: times smaller than raw": round(text_ratio, 1),
+            "structured: times smaller than raw": round(structured_ratio, 1),
+            "tools/list answer on the wire, whole JSON-RPC line (bytes)": len(tools_list),
+            "tools/list result object, compact (bytes)": result_bytes,
+            "tools listed": ", ".join(tool["name"] for tool in tools),
+        },
+        "target": "text >= 8x, structured >= 2x smaller; tools/list <= 4 KB",
+        "passed": passed,
+        "notes": [
+            "Tokens are approximated as characters / 4. Raw JSON is the double's body for the same page "
+            "(compact, as Polar sends it), signed download URLs included; polar-mcp lists ids instead.",
+            "Polar's old SDK-bundled MCP server answered tools/list with about 40 KB.",
+        ],
+    }
+
+
+# 5. Memory --------------------------------------------------------------------------------------------
+
+
+def memory(*, runs: int = 3, settle: float = 0.3) -> CaseResult:
+    """Idle RSS (VmRSS) after the initialize answer and after the first tools/list, vs the floor server."""
+    store = demo_store()
+    with _double(store) as double:
+        env = server_env(double.base_url, _token(store, DEMO_CUSTOMER_EXTERNAL_ID))
+
+        def measure(command: list[str]) -> tuple[int, int]:
+            with StdioSession(command, env) as session:
+                session.initialize()
+                time.sleep(settle)
+                started = rss_kib(session.pid)
+                session.request("tools/list")
+                time.sleep(settle)
+                return started, rss_kib(session.pid)
+
+        def one_run(_: int) -> dict[str, float]:
+            ours_start, ours_listed = measure(polar_mcp_command())
+            floor_start, floor_listed = measure(floor_command())
+            return {
+                "ours_start": ours_start / MIB,
+                "ours_listed": ours_listed / MIB,
+                "floor_start": floor_start / MIB,
+                "floor_listed": floor_listed / MIB,
+                "extra_start": (ours_start - floor_start) / MIB,
+                "extra_listed": (ours_listed - floor_listed) / MIB,
+            }
+
+        collected = repeat(runs, one_run)
+    extra = max(median(collected["extra_start"]), median(collected["extra_listed"]))
+    return {
+        "name": "memory",
+        "title": "5. Idle memory (RSS)",
+        "figures": {
+            "headline": f"floor + {extra:.1f} MiB",
+            "polar-mcp after start (MiB, median)": round(median(collected["ours_start"]), 1),
+            "polar-mcp after first tools/list (MiB, median)": round(median(collected["ours_listed"]), 1),
+            "floor after start (MiB, median)": round(median(collected["floor_start"]), 1),
+            "floor after first tools/list (MiB, median)": round(median(collected["floor_listed"]), 1),
+            "polar-mcp minus floor, after start (MiB)": round(median(collected["extra_start"]), 1),
+            "polar-mcp minus floor, after tools/list (MiB)": round(median(collected["extra_listed"]), 1),
+        },
+        "target": "<= floor + 15 MiB",
+        "passed": extra <= 15,
+        "notes": [],
+    }
+
+
+# 6. Load over streamable HTTP -----------------------------------------------------------------------------
+
+
+def _load_customers(store: Store, count: int) -> list[str]:
+    """`count` customers of Ferris Press holding what Ada holds, one session token each."""
+    ada = store.customer_by_external_id(DEMO_CUSTOMER_EXTERNAL_ID)
+    press = store.organizations[ada.organization_id]
+    held = [g for g in store.grants.values() if g.customer_id == ada.id and g.active and g.member_id is None]
+    tokens: list[str] = []
+    for index in range(count):
+        customer = store.add_customer(press, f"load-{index}@example.com", f"Load {index}")
+        for grant in held:
+            store.grant(customer, store.benefits[grant.benefit_id], grant.granted_at)
+        tokens.append(store.issue_session(customer.id))
+    return tokens
+
+
+async def _load(url: str, tokens: list[str], duration: float, max_calls: int) -> tuple[list[float], int, float]:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    latencies: list[float] = []
+    errors = 0
+
+    async def client(token: str, deadline: float) -> None:
+        nonlocal errors
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
+            Client(streamable_http_client(url, http_client=http)) as session,
+        ):
+            calls = 0
+            # At least one call each, however long connecting took on a busy machine.
+            while calls == 0 or (time.perf_counter() < deadline and calls < max_calls):
+                started = time.perf_counter()
+                try:
+                    result = await session.call_tool("list_downloadables", {"limit": 20})
+                except Exception:
+                    errors += 1
+                else:
+                    latencies.append(time.perf_counter() - started)
+                    errors += bool(result.is_error)
+                calls += 1
+
+    started = time.perf_counter()
+    with anyio.fail_after(duration + 60):
+        async with anyio.create_task_group() as group:
+            for token in tokens:
+                group.start_soon(client, token, started + duration)
+    return latencies, errors, time.perf_counter() - started
+
+
+async def _cache_hits(url: str, token: str, store: Store, links: int) -> tuple[int, int, int]:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http)) as session,
+    ):
+        listing = await session.call_tool("list_downloadables", {"limit": 20})
+        assert listing.structured_content is not None
+        ids = [item["id"] for item in listing.structured_content["items"]]
+        before = store.request_counts()
+        asked = 0
+        for index in range(links):
+            result = await session.call_tool("get_download_link", {"downloadable_id": ids[index % len(ids)]})
+            if result.is_error:
+                raise RuntimeError(f"get_download_link failed: {result.content}")
+            asked += 1
+        after = store.request_counts()
+    extra_downloadables = after.get(DOWNLOADABLES, 0) - before.get(DOWNLOADABLES, 0)
+    extra_total = sum(after.values()) - sum(before.values())
+    return asked, extra_downloadables, extra_total
+
+
+def http_load(
+    *, clients: int = 32, duration: float = 10.0, latency: float = 0.02, links: int = 20, max_calls: int = 100_000
+) -> CaseResult:
+    """`clients` concurrent MCP clients over streamable HTTP, each its own customer, for `duration` s."""
+    store = demo_store()
+    store.faults.update({"latency": latency})
+    tokens = _load_customers(store, clients + 1)
+    with _double(store) as double, http_server_process(double.base_url) as (base, pid):
+        url = base + "/mcp"
+        server_cpu, bench_cpu = cpu_seconds(pid), time.process_time()
+        latencies, errors, elapsed = anyio.run(_load, url, tokens[:clients], duration, max_calls)
+        server_cpu, bench_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - bench_cpu
+        asked, extra_downloadables, extra_total = anyio.run(_cache_hits, url, tokens[clients], store, links)
+    calls = len(latencies) + errors
+    throughput = len(latencies) / elapsed
+    p50 = ms(percentile(latencies, 0.5)) if latencies else float("nan")
+    p99 = ms(percentile(latencies, 0.99)) if latencies else float("nan")
+    return {
+        "name": "http_load",
+        "title": f"6. Load over streamable HTTP ({clients} clients, {duration:g} s, {ms(latency):g} ms upstream)",
+        "figures": {
+            "headline": f"{throughput:.0f} calls/s, p50 {p50} ms, p99 {p99} ms, {errors} errors; "
+            f"{extra_downloadables} listings for {asked} links",
+            "calls completed": len(latencies),
+            "errors": errors,
+            "throughput (calls/s)": round(throughput, 1),
+            "latency p50 (ms)": p50,
+            "latency p99 (ms)": p99,
+            "calls attempted": calls,
+            "server CPU per call (ms)": round(server_cpu * 1000 / max(1, calls), 1),
+            "load generator + double CPU per call (ms)": round(bench_cpu * 1000 / max(1, calls), 1),
+            "get_download_link calls after one listing": asked,
+            "extra downloadables requests to Polar for them": extra_downloadables,
+            "extra requests of any kind to Polar for them": extra_total,
+        },
+        "target": "zero errors; links after a listing cost 0 downloadables requests",
+        "passed": errors == 0 and bool(latencies) and extra_downloadables == 0,
+        "notes": [
+            "The server is `polar-mcp --transport http` in its own process; the double and the clients "
+            "(mcp Client over streamable_http_client) share the bench process. Throughput is bounded by the "
+            "machine's CPU: compare the server's CPU per call with the load generator's.",
+        ],
+    }

@@ -1,0 +1,400 @@
+"""Timing helpers, a raw JSON-RPC stdio session, machine facts and the Markdown table writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypedDict
+
+import uvicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR_SERVER = Path(__file__).resolve().parent / "floor_server.py"
+PROTOCOL_VERSION = "2025-11-25"
+Figure = float | int | str
+
+
+class CaseResult(TypedDict):
+    """What one benchmark returns: its figures, the target in words, and whether it was met."""
+
+    name: str
+    title: str
+    figures: dict[str, Figure]
+    target: str
+    passed: bool
+    notes: list[str]
+
+
+def median(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("median of nothing")
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """Nearest-rank percentile (share in 0..1) of `values`."""
+    if not values:
+        raise ValueError("percentile of nothing")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(share * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def machine_facts() -> dict[str, str]:
+    """nproc, CPU model, Python and OS: what a reader needs to compare figures between machines."""
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    try:
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        load = "unknown"
+    return {
+        "nproc": str(usable),
+        "cpu": model,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+        "load": load,
+    }
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process (VmRSS) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# Servers under test ---------------------------------------------------------------------------
+
+
+def polar_mcp_command(*args: str) -> list[str]:
+    """How a host launches polar-mcp: `python -m polar_mcp`."""
+    return [sys.executable, "-m", "polar_mcp", *args]
+
+
+def floor_command() -> list[str]:
+    return [sys.executable, str(FLOOR_SERVER)]
+
+
+def server_env(api_url: str, token: str, **extra: str) -> dict[str, str]:
+    """The environment a host would give: ours, without any POLAR_* variable of the caller's."""
+    # Without PYTHONDONTWRITEBYTECODE, as an installed package runs: bytecode is cached after the first start.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLAR") and k != "PYTHONDONTWRITEBYTECODE"}
+    env.update({"POLAR_API_URL": api_url, "POLAR_CUSTOMER_SESSION": token, "POLAR_MCP_LOG_LEVEL": "WARNING"})
+    env.update(extra)
+    return env
+
+
+class StdioSession:
+    """A server subprocess spoken to in raw JSON-RPC lines, so the client adds as little as possible.
+
+    A reader thread queues stdout lines; every wait is bounded by `timeout`. `raw` keeps the last
+    answer's line exactly as it came over the wire.
+    """
+
+    def __init__(self, command: Sequence[str], env: Mapping[str, str], *, timeout: float = 60.0) -> None:
+        self.timeout = timeout
+        self.started_at = time.perf_counter()
+        self.process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(env),
+            cwd=ROOT,
+        )
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        self._next_id = 0
+        self.raw = b""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(b"")
+
+    def send(self, method: str, params: Mapping[str, Any] | None = None, *, notify: bool = False) -> int:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = dict(params)
+        if not notify:
+            self._next_id += 1
+            message["id"] = self._next_id
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
+        return self._next_id
+
+    def receive(self, request_id: int) -> dict[str, Any]:
+        """The answer to `request_id` (notifications in between are skipped)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer to request {request_id} within {self.timeout} s")
+            line = self._lines.get(timeout=left)
+            if not line:
+                raise RuntimeError(f"the server closed stdout (exit code {self.process.poll()})")
+            message: dict[str, Any] = json.loads(line)
+            if message.get("id") == request_id:
+                if "error" in message:
+                    raise RuntimeError(f"JSON-RPC error: {message['error']}")
+                self.raw = line.rstrip(b"\r\n")
+                return message
+
+    def request(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return self.receive(self.send(method, params))
+
+    def initialize(self) -> dict[str, Any]:
+        """The handshake most hosts send today: initialize, then notifications/initialized."""
+        answer = self.request(
+            "initialize",
+            {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "polar-mcp-bench", "version": "0"},
+            },
+        )
+        self.send("notifications/initialized", notify=True)
+        return answer
+
+    def call_tool(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        answer = self.request("tools/call", {"name": name, "arguments": dict(arguments)})
+        result: dict[str, Any] = answer["result"]
+        if result.get("isError"):
+            raise RuntimeError(f"{name} failed: {result.get('content')}")
+        return result
+
+    def close(self) -> None:
+        """End the server at once: its figures are taken, and a clean exit costs about a second."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        if self.process.stdin is not None:
+            with suppress(BrokenPipeError):
+                self.process.stdin.close()
+        self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def __enter__(self) -> StdioSession:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def time_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> tuple[float, bytes]:
+    """Seconds from spawning the server to its answer to the first tools/list, and that answer's line.
+
+    The three messages are written at once, as a host that does not wait would; the server reads
+    them when it is ready.
+    """
+    with StdioSession(command, env) as session:
+        session.send(
+            "initialize",
+            {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
+        )
+        session.send("notifications/initialized", notify=True)
+        listing = session.send("tools/list")
+        session.receive(listing)
+        elapsed = time.perf_counter() - session.started_at
+        return elapsed, session.raw
+
+
+def import_breakdown(modules: str, *, top: int = 6) -> tuple[float, list[tuple[str, float]]]:
+    """`python -X importtime -c "import MODULES"`: total ms, and self time (ms) per top-level package."""
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {modules}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    )
+    totals: dict[str, float] = {}
+    for line in completed.stderr.splitlines():
+        # "import time:  self [us] | cumulative | name", nesting shown by indenting the name.
+        if not line.startswith("import time:") or "[us]" in line:
+            continue
+        own, _, name = line.removeprefix("import time:").split("|", 2)
+        package = name.strip().split(".")[0]
+        totals[package] = totals.get(package, 0.0) + int(own) / 1000
+    ranked = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)
+    return sum(totals.values()), [(name, round(value)) for name, value in ranked[:top]]
+
+
+# Serving ASGI apps in a thread ----------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@contextmanager
+def serve_asgi(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", ws="none", http="h11"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        if not server.ready.wait(timeout=15):
+            raise RuntimeError("uvicorn did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        server.force_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@contextmanager
+def http_server_process(api_url: str, *, timeout: float = 30.0) -> Iterator[tuple[str, int]]:
+    """`polar-mcp --transport http` as a subprocess on a free loopback port; yield its base URL and pid."""
+    import httpx2
+
+    port = free_port()
+    env = server_env(api_url, "", POLAR_MCP_TIMEOUT="30")
+    env.pop("POLAR_CUSTOMER_SESSION")
+    process = subprocess.Popen(
+        polar_mcp_command("--transport", "http", "--host", "127.0.0.1", "--port", str(port)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"polar-mcp --transport http exited with {process.returncode}")
+            try:
+                if httpx2.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("polar-mcp --transport http did not become healthy")
+            time.sleep(0.05)
+        yield base, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+# Runs -------------------------------------------------------------------------------------------
+
+
+def repeat(runs: int, one_run: Callable[[int], dict[str, float]]) -> dict[str, list[float]]:
+    """Call `one_run(i)` `runs` times and collect each figure across runs."""
+    collected: dict[str, list[float]] = {}
+    for index in range(runs):
+        for key, value in one_run(index).items():
+            collected.setdefault(key, []).append(value)
+    return collected
+
+
+# The report -------------------------------------------------------------------------------------
+
+
+def markdown(
+    results: Sequence[CaseResult],
+    facts: Mapping[str, str],
+    command: str,
+    *,
+    runs_note: str,
+    load_before: str | None = None,
+) -> str:
+    """docs/BENCHMARKS.md: how to reproduce, the machine, the summary table, then each case's figures."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by the harness in `bench/` (do not edit by hand). Reproduce with:",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        f"Machine: {facts['nproc']} CPUs ({facts['cpu']}), Python {facts['python']}, {facts['os']}; "
+        f"load average (1, 5, 15 min) {load_before or facts['load']} before the run, {facts['load']} after. "
+        f"{runs_note} Absolute times drift on a shared machine: the ratios are computed within each run "
+        "(both sides measured interleaved) and their median is reported.",
+        "",
+        "| benchmark | result | target | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for result in results:
+        headline = str(result["figures"].get("headline", ""))
+        verdict = "yes" if result["passed"] else "**no**"
+        lines.append(f"| {result['title']} | {headline} | {result['target']} | {verdict} |")
+    for result in results:
+        lines += ["", f"## {result['title']}", "", "| figure | value |", "| --- | --- |"]
+        lines += [f"| {key} | {value} |" for key, value in result["figures"].items() if key != "headline"]
+        if result["notes"]:
+            lines.append("")
+            lines += [f"- {note}" for note in result["notes"]]
+    return "\n".join(lines) + "\n"
