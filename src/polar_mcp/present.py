@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from polar_mcp.catalog import BenefitName, Listing
 from polar_mcp.polar.models import Downloadable
-from polar_mcp.untrusted import clean_text
+from polar_mcp.untrusted import clean_text, has_control
 
 NAME_LIMIT = 200
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -224,13 +224,18 @@ def download_link(item: Downloadable, name: BenefitName | None, *, now: datetime
         size_bytes=item.file.size,
         mime_type=clean_text(item.file.mime_type, 100) if item.file.mime_type else None,
         sha256=sha256_hex(item),
-        headers=dict(item.file.download.headers) or None,
+        headers=_sendable(item.file.download.headers) or None,
     )
 
 
 def _from(benefit: str | None, seller: str | None) -> str:
     parts = [part for part in (benefit, seller) if part]
     return f", from {' by '.join(parts)}" if parts else ""
+
+
+def _sendable(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers Polar asks to send with the link, less any that no HTTP client could send as given."""
+    return {k: v for k, v in headers.items() if not has_control(k) and not has_control(v) and k.strip() == k}
 
 
 def link_text(link: DownloadLink) -> str:
@@ -251,7 +256,7 @@ def link_text(link: DownloadLink) -> str:
 
 def ambiguous_text(message: str, candidates: Sequence[Downloadable]) -> str:
     lines = [message, "Candidates:"]
-    lines.extend(f"- {file_name(item)} · id {item.id}" for item in candidates)
+    lines.extend(f"- {file_name(item)} · id {_handle(item.id)}" for item in candidates)
     return "\n".join(lines)
 
 

@@ -65,8 +65,10 @@ def build_server(
     return server
 
 
-ItemId = Annotated[str | None, Field(max_length=100, description="id (or file_id) from list_downloadables.")]
-ItemName = Annotated[str | None, Field(max_length=300, description="File name, or a unique part of it.")]
+# Plain `str` with "" for "not given": the SDK pre-parses `str | None` arguments as JSON, so a file
+# named "null" or a query "[1]" would arrive as something else.
+ItemId = Annotated[str, Field(max_length=100, description="id (or file_id) from list_downloadables.")]
+ItemName = Annotated[str, Field(max_length=300, description="File name, or a unique part of it.")]
 
 
 def _register_read_tools(server: MCPServer[Core]) -> None:
@@ -76,25 +78,25 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
         benefit_id: Annotated[
             str | list[str] | None, Field(description="Benefit id(s) from list_downloadables, to narrow it.")
         ] = None,
-        page: Annotated[int, Field(ge=1, description="Page number, from 1.")] = 1,
+        page: Annotated[int, Field(ge=1, le=100_000, description="Page number, from 1.")] = 1,
         limit: Annotated[int, Field(ge=1, le=100, description="Files per page.")] = 20,
         query: Annotated[
-            str | None, Field(max_length=200, description="Part of a file or benefit name; searches every page.")
-        ] = None,
+            str, Field(max_length=200, description="Part of a file or benefit name; searches every page.")
+        ] = "",
     ) -> Annotated[CallToolResult, present.DownloadablesList]:
         """List the files this customer can download from Polar, with ids for get_download_link."""
         core = ctx.request_context.lifespan_context
         source = core.source_for(ctx.headers)
-        query = query.strip() or None if query is not None else None
+        search = query.strip() or None
         with _tool_errors(source):
             benefit_ids = parse_benefit_ids([benefit_id] if isinstance(benefit_id, str) else benefit_id or [])
-            listing = await core.catalog.list(source, benefit_ids=benefit_ids, page=page, limit=limit, query=query)
+            listing = await core.catalog.list(source, benefit_ids=benefit_ids, page=page, limit=limit, query=search)
         result = present.downloadables_list(listing)
-        return _result(present.listing_text(result, query=query), result)
+        return _result(present.listing_text(result, query=search), result)
 
     @server.tool(title="Get a download link", annotations=READ_ONLY)
     async def get_download_link(
-        ctx: Context[Core, Any], downloadable_id: ItemId = None, name: ItemName = None
+        ctx: Context[Core, Any], downloadable_id: ItemId = "", name: ItemName = ""
     ) -> Annotated[CallToolResult, present.DownloadLink]:
         """Get a fresh signed download link for one file, by id or by name. The link expires."""
         core = ctx.request_context.lifespan_context
@@ -109,8 +111,8 @@ def _register_download_tool(server: MCPServer[Core]) -> None:
     @server.tool(title="Download a purchased file", annotations=WRITES_FILES)
     async def download_file(
         ctx: Context[Core, Any],
-        downloadable_id: ItemId = None,
-        name: ItemName = None,
+        downloadable_id: ItemId = "",
+        name: ItemName = "",
         overwrite: Annotated[bool, Field(description="Replace a different local file of the same name.")] = False,
     ) -> Annotated[CallToolResult, present.DownloadedFile]:
         """Save one file into the configured downloads folder, verified by size and SHA-256."""
@@ -141,12 +143,13 @@ def _register_download_tool(server: MCPServer[Core]) -> None:
         return _result(present.downloaded_text(result), result)
 
 
-async def _find(core: Core, source: TokenSource, downloadable_id: str | None, name: str | None) -> Downloadable:
+async def _find(core: Core, source: TokenSource, downloadable_id: str, name: str) -> Downloadable:
     """The item a tool call names, with a link that has more than five minutes left."""
-    if (downloadable_id is None or not downloadable_id.strip()) == (name is None or not name.strip()):
+    wanted_id, wanted_name = downloadable_id.strip() or None, name.strip() or None
+    if (wanted_id is None) == (wanted_name is None):
         raise ToolError("Give exactly one of downloadable_id (from list_downloadables) or name.")
     with _tool_errors(source):
-        item = await core.catalog.find(source, downloadable_id=downloadable_id, name=name)
+        item = await core.catalog.find(source, downloadable_id=wanted_id, name=wanted_name)
     if not item.file.download.url:
         raise ToolError("Polar sent no usable link for this file; try again in a minute.")
     return item

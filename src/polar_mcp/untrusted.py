@@ -14,3 +14,8 @@ def clean_text(value: object, limit: int = 120) -> str:
     text = _CONTROL.sub(" ", _ANSI.sub("", str(value)))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def has_control(value: str) -> bool:
+    """Whether `value` holds any character `clean_text` would remove."""
+    return _CONTROL.search(value) is not None or "\x1b" in value

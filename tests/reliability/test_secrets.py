@@ -442,7 +442,9 @@ def test_the_run_exercised_every_tool_error_path_and_command_with_debug_logs(tra
     logs = "\n".join(text for _, text in [*transcript.logs, *transcript.outputs])
     for expected in ["minted a customer session for", "retrying GET", "INFO polar_mcp.download: saved "]:
         assert expected in logs, expected
-    assert len(transcript.links) >= 3  # the clock is frozen: one file's links are all the same string
+    # The clock is frozen, so one file's links are all the same string: errata.txt and the epub. (README.md's
+    # link is asked for after the session was revoked, and a revoked session is served nothing remembered.)
+    assert len(transcript.links) >= 2
     assert len(transcript.minted) >= 2  # minted, then renewed after the first was revoked
     codes = {code for _, code in transcript.exit_codes}
     assert {0, 3, 4, 5} <= codes, transcript.exit_codes

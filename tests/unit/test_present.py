@@ -400,15 +400,16 @@ def test_a_link_already_expired_has_no_time_left() -> None:
     assert (link.expires_in_seconds, link.expires_at) == (0, "2026-08-01T13:00:00Z")
 
 
-def test_headers_polar_asks_for_are_kept_and_named_safely_in_text() -> None:
+def test_headers_polar_asks_for_are_kept_exactly_and_unsendable_ones_dropped() -> None:
     raw = downloadable(1, "Guide.pdf")
-    raw["file"]["download"]["headers"] = {"X-Key": "v1\nForged: yes", "X-Other": "ok"}
+    raw["file"]["download"]["headers"] = {"X-Key": "v1\nForged: yes", "X-Other": "ok", "X-Token": "a b=c"}
 
     link = present.download_link(Downloadable.model_validate(raw), None, now=NOW)
 
-    assert link.headers == {"X-Key": "v1\nForged: yes", "X-Other": "ok"}, "sent as Polar gave them"
+    # A value with a line break could not be sent as given (and would forge a line): it is dropped.
+    assert link.headers == {"X-Other": "ok", "X-Token": "a b=c"}, "the others are sent as Polar gave them"
     assert present.link_text(link).splitlines()[-1] == (
-        "Send these headers with the request: X-Key: v1 Forged: yes, X-Other: ok"
+        "Send these headers with the request: X-Other: ok, X-Token: a b=c"
     )
 
 

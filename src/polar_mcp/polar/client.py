@@ -331,7 +331,7 @@ def parse_json(body: bytes, model: type[M]) -> M:
             raise MalformedResponseError(
                 "Polar sent a response that is not valid JSON (perhaps cut off); try again."
             ) from None
-        where = ".".join(str(p) for p in first["loc"]) if first else "?"
+        where = clean_text(".".join(str(p) for p in first["loc"]), 80) if first else "?"
         raise MalformedResponseError(
             f"Polar sent a response polar-mcp could not read (unexpected shape at '{where}'); "
             "try again, and if it persists Polar's API may have changed."

@@ -14,7 +14,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 def _as_utc(value: datetime) -> datetime:
     # A timestamp without an offset is taken as UTC, as Polar means it, never as local time.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
 
 
 UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
@@ -52,7 +55,7 @@ class FileDownload(_Lenient):
 
     id: str
     name: str
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=2**63 - 1)
     download: DownloadURL
     mime_type: str | None = None
     version: str | None = None
