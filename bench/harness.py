@@ -18,8 +18,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypedDict
 
-import uvicorn
-
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR_SERVER = Path(__file__).resolve().parent / "floor_server.py"
 PROTOCOL_VERSION = "2025-11-25"
@@ -270,40 +268,6 @@ def import_breakdown(modules: str, *, top: int = 6) -> tuple[float, list[tuple[s
         totals[package] = totals.get(package, 0.0) + int(own) / 1000
     ranked = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)
     return sum(totals.values()), [(name, round(value)) for name, value in ranked[:top]]
-
-
-# Serving ASGI apps in a thread ----------------------------------------------------------------
-
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
-
-
-@contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", ws="none", http="h11"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        if not server.ready.wait(timeout=15):
-            raise RuntimeError("uvicorn did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        server.force_exit = True
-        thread.join(timeout=15)
-        sock.close()
 
 
 @contextmanager

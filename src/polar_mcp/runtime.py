@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 import httpx2
 from pydantic import SecretStr
 
 from polar_mcp.catalog import Catalog
 from polar_mcp.config import Settings
-from polar_mcp.polar.client import PolarClient
+from polar_mcp.polar.client import HttpClientSource, PolarClient
 from polar_mcp.polar.minting import CustomerRef, MintedSession
 from polar_mcp.polar.sessions import (
     BEARER_HINT,
@@ -32,6 +34,24 @@ STATIC_RENEW_HINT = (
 )
 
 
+class LazyClient:
+    """An `httpx2.AsyncClient` made on first use: building one loads the CA bundle (tens of ms),
+    which would otherwise delay every start-up, even one that never calls Polar."""
+
+    def __init__(self, make: Callable[[], httpx2.AsyncClient]) -> None:
+        self._make = make
+        self._client: httpx2.AsyncClient | None = None
+
+    def __call__(self) -> httpx2.AsyncClient:
+        if self._client is None:
+            self._client = self._make()
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
 @dataclass(frozen=True)
 class Core:
     """Shared for the life of the process (stdio, CLI) or of the HTTP app."""
@@ -39,8 +59,12 @@ class Core:
     settings: Settings
     catalog: Catalog
     configured: TokenSource
-    files: httpx2.AsyncClient
-    """For file transfers: no base URL and no credentials, so a session token can never reach storage."""
+    _files: LazyClient
+
+    @property
+    def files(self) -> httpx2.AsyncClient:
+        """For file transfers: no base URL and no credentials, so a session token can never reach storage."""
+        return self._files()
 
     def source_for(self, headers: Mapping[str, str] | None) -> TokenSource:
         """An HTTP caller's own bearer token if it sent one, else the configured source."""
@@ -50,7 +74,7 @@ class Core:
         return StaticSession(SecretStr(bearer), renew_hint=BEARER_RENEW_HINT)
 
 
-ClientFactory = Callable[[httpx2.AsyncClient], PolarClient]
+ClientFactory = Callable[[HttpClientSource], PolarClient]
 
 
 @asynccontextmanager
@@ -61,23 +85,34 @@ async def open_core(
     http_transport: httpx2.AsyncBaseTransport | None = None,
     make_client: ClientFactory | None = None,
 ) -> AsyncGenerator[Core]:
-    """Open the HTTP client and build the core; tests inject a transport or a client factory."""
+    """Build the core; its HTTP clients are made on first use and closed on exit.
+
+    Tests inject a transport or a whole client factory.
+    """
     # httpx2 logs every request URL at INFO (and MCPServer sets the root logger to INFO): signed
     # download links are URLs. Every entry point (stdio, ASGI, CLI) opens the core, so quiet it here.
     for noisy in ("httpx2", "httpcore2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Loading the CA bundle costs tens of milliseconds: both clients share one TLS context.
-    tls = httpx2.create_ssl_context()
-    http = PolarClient.new_http_client(settings.base_url, settings.timeout, transport=http_transport, verify=tls)
-    files = PolarClient.new_http_client("", settings.timeout, transport=http_transport, verify=tls)
-    async with http, files:
-        client = (
+    tls = functools.cache(httpx2.create_ssl_context)  # one TLS context for both clients, made once
+
+    def client(base_url: str) -> LazyClient:
+        return LazyClient(
+            lambda: PolarClient.new_http_client(base_url, settings.timeout, transport=http_transport, verify=tls())
+        )
+
+    http, files = client(settings.base_url), client("")
+    try:
+        polar = (
             make_client(http)
             if make_client is not None
             else PolarClient(http, timeout=settings.timeout, polar_version=settings.api_version)
         )
-        configured = configured_source(settings, client) if use_configured_token else BearerRequired()
-        yield Core(settings=settings, catalog=Catalog(client), configured=configured, files=files)
+        configured = configured_source(settings, polar) if use_configured_token else BearerRequired()
+        yield Core(settings=settings, catalog=Catalog(polar), configured=configured, _files=files)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await http.aclose()
+            await files.aclose()
 
 
 def configured_source(settings: Settings, client: PolarClient) -> TokenSource:

@@ -27,7 +27,7 @@ from polar_mcp.config import load_settings
 from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store, synthetic_store
 from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.store import ManualClock, Store
-from polar_mcp.polar.client import PolarClient
+from polar_mcp.polar.client import HttpClientSource, PolarClient
 from polar_mcp.server import build_server
 
 pytestmark = pytest.mark.anyio
@@ -197,7 +197,7 @@ async def connect(
         {"POLAR_API_URL": double.base_url, "POLAR_CUSTOMER_SESSION": token, "POLAR_MCP_TIMEOUT": f"{timeout:g}"}
     )
 
-    def make_client(http: httpx2.AsyncClient) -> PolarClient:
+    def make_client(http: HttpClientSource) -> PolarClient:
         clock = time.monotonic if real_clock else fake.monotonic
         return PolarClient(http, timeout=timeout, sleep=fake.sleep, clock=clock)
 

@@ -1,27 +1,66 @@
-"""Run the double over real loopback HTTP, in a background thread with its own event loop."""
+"""Run an ASGI app (the double, or any other) over real loopback HTTP, in a background thread."""
 
 from __future__ import annotations
 
 import socket
 import threading
-import time
+from collections.abc import Generator
+from contextlib import contextmanager
 from types import TracebackType
+from typing import Literal
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from polar_mcp.double.app import create_app
 from polar_mcp.double.store import Store
 
 
-class RunningDouble:
-    """A double serving on a loopback port until `stop()` (or the end of a `with` block)."""
+class _ReadyServer(uvicorn.Server):
+    """A uvicorn server that says when it accepts connections, so nothing has to poll for it."""
 
-    def __init__(self, store: Store, server: uvicorn.Server, thread: threading.Thread, base_url: str) -> None:
-        self.store = store
-        self.base_url = base_url
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+class ServingThread:
+    """An app served on a loopback port from its own thread and event loop, until `stop()`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        lifespan: Literal["on", "off"] = "off",
+        timeout: float = 15.0,
+    ) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        bound_port: int = self._socket.getsockname()[1]
+        # log_config=None leaves logging to the host process and access_log=False keeps uvicorn off
+        # stdout, which is the MCP wire on stdio.
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, http="h11", ws="none", loop="asyncio", lifespan=lifespan
+        )
+        self._server = _ReadyServer(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="loopback-server", daemon=True
+        )
+        self._thread.start()
+        if not self._server.ready.wait(timeout):
+            self.stop()
+            raise RuntimeError(f"the server did not start on {host}:{bound_port}")
+        netloc = f"[{host}]" if family == socket.AF_INET6 else host
+        self.base_url = f"http://{netloc}:{bound_port}"
         """For example `http://127.0.0.1:54321`, without a trailing slash."""
-        self._server = server
-        self._thread = thread
 
     def stop(self) -> None:
         """Stop serving and wait for the thread to end."""
@@ -29,6 +68,31 @@ class RunningDouble:
         self._server.should_exit = True
         self._server.force_exit = True
         self._thread.join(timeout=10)
+        self._socket.close()
+
+
+@contextmanager
+def serve_asgi(app: ASGIApp, host: str = "127.0.0.1") -> Generator[str]:
+    """Serve `app` (its lifespan included) on a free loopback port; yield its base URL."""
+    serving = ServingThread(app, host, lifespan="on")
+    try:
+        yield serving.base_url
+    finally:
+        serving.stop()
+
+
+class RunningDouble:
+    """A double serving on a loopback port until `stop()` (or the end of a `with` block)."""
+
+    def __init__(self, store: Store, serving: ServingThread) -> None:
+        self.store = store
+        self.base_url = serving.base_url
+        """For example `http://127.0.0.1:54321`, without a trailing slash."""
+        self._serving = serving
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread to end."""
+        self._serving.stop()
 
     def __enter__(self) -> RunningDouble:
         return self
@@ -41,31 +105,4 @@ class RunningDouble:
 
 def start_double(store: Store, host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0) -> RunningDouble:
     """Serve `store` on `host:port` (port 0: a free one) and return once the server accepts connections."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound_port: int = sock.getsockname()[1]
-    # log_config=None leaves logging to the host process and access_log=False keeps uvicorn off
-    # stdout, which is the MCP wire on stdio.
-    config = uvicorn.Config(
-        create_app(store),
-        log_config=None,
-        access_log=False,
-        http="h11",
-        ws="none",
-        loop="asyncio",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="polar-double", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise RuntimeError(f"the Polar double did not start on {host}:{bound_port}")
-        thread.join(0.005)
-    netloc = f"[{host}]" if family == socket.AF_INET6 else host
-    return RunningDouble(store, server, thread, f"http://{netloc}:{bound_port}")
+    return RunningDouble(store, ServingThread(create_app(store), host, port, timeout=timeout))

@@ -49,6 +49,8 @@ MAX_PAGE_SIZE = 100
 USER_AGENT = f"polar-mcp/{__version__}"
 
 M = TypeVar("M", bound=BaseModel)
+HttpClientSource = httpx2.AsyncClient | Callable[[], httpx2.AsyncClient]
+"""A client, or a factory called on first use (the lifespan owns and closes what it makes)."""
 T = TypeVar("T")
 
 
@@ -77,7 +79,7 @@ class PolarClient:
 
     def __init__(
         self,
-        http: httpx2.AsyncClient,
+        http: HttpClientSource,
         *,
         timeout: float,
         polar_version: str | None = None,
@@ -88,7 +90,8 @@ class PolarClient:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self._http = http
+        self._http = http if isinstance(http, httpx2.AsyncClient) else None
+        self._make_http = http if not isinstance(http, httpx2.AsyncClient) else None
         self._timeout = timeout
         self._polar_version = polar_version
         self._retry = retry or RetryPolicy()
@@ -102,6 +105,14 @@ class PolarClient:
         self._limiters: BoundedCache[str, anyio.CapacityLimiter] = BoundedCache(
             max_entries=4096, ttl=3600.0, clock=clock
         )
+
+    @property
+    def http(self) -> httpx2.AsyncClient:
+        """The HTTP client, made on first use when a factory was given (start-up stays light)."""
+        if self._http is None:
+            assert self._make_http is not None
+            self._http = self._make_http()
+        return self._http
 
     @property
     def timeout(self) -> float:
@@ -198,7 +209,7 @@ class PolarClient:
 
     async def probe(self, path: str) -> int:
         """The status of an unauthenticated GET: proves Polar is reachable without using a token."""
-        response = await self._http.get(path)
+        response = await self.http.get(path)
         return response.status_code
 
     async def _get(self, source: TokenSource, path: str, params: list[tuple[str, str]], model: type[M]) -> M:
@@ -266,7 +277,7 @@ class PolarClient:
     ) -> bytes:
         try:
             with anyio.fail_after(remaining):
-                async with self._http.stream(
+                async with self.http.stream(
                     method, path, params=list(params or ()), json=json_body, headers=headers
                 ) as response:
                     body = await self._read_capped(response)
@@ -276,7 +287,7 @@ class PolarClient:
             raise self._timeout_error() from error
         except httpx2.TransportError as error:
             raise PolarConnectionError(
-                f"Could not reach Polar at {self._http.base_url} ({type(error).__name__}); "
+                f"Could not reach Polar at {self.http.base_url} ({type(error).__name__}); "
                 "check the network and POLAR_API_URL / POLAR_SERVER, then retry."
             ) from error
         if 200 <= response.status_code < 300:
