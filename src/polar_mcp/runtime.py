@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import ssl
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -95,9 +96,16 @@ async def open_core(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     tls = functools.cache(httpx2.create_ssl_context)  # one TLS context for both clients, made once
 
+    def context_for(base_url: str) -> ssl.SSLContext:
+        # A plain-http upstream (a local proxy, the double) never needs the CA bundle: its client gets
+        # a context that trusts nothing, so any https it were sent to would fail closed.
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if base_url.startswith("http://") else tls()
+
     def client(base_url: str) -> LazyClient:
         return LazyClient(
-            lambda: PolarClient.new_http_client(base_url, settings.timeout, transport=http_transport, verify=tls())
+            lambda: PolarClient.new_http_client(
+                base_url, settings.timeout, transport=http_transport, verify=context_for(base_url)
+            )
         )
 
     http, files = client(settings.base_url), client("")
