@@ -350,16 +350,20 @@ def parse_json(body: bytes, model: type[M]) -> M:
 
 
 def first_error(failures: ExceptionGroup[Exception]) -> Exception:
-    """The first `PolarError` in a task group's failures, else the group itself.
-
-    anyio wraps what fails inside a task group; callers expect the PolarError itself.
-    """
-    for failure in failures.exceptions:
+    """What a task group's failure means to a caller: the first `PolarError` in it, else its only
+    failure, else the group itself (anyio wraps whatever fails inside a task group)."""
+    leaves: list[Exception] = []
+    pending: list[Exception] = [failures]
+    while pending:
+        failure = pending.pop(0)
         if isinstance(failure, ExceptionGroup):
-            failure = first_error(cast(ExceptionGroup[Exception], failure))
-        if isinstance(failure, PolarError):
-            return failure
-    return failures
+            pending[:0] = list(cast(ExceptionGroup[Exception], failure).exceptions)
+        else:
+            leaves.append(failure)
+    polar = next((leaf for leaf in leaves if isinstance(leaf, PolarError)), None)
+    if polar is not None:
+        return polar
+    return leaves[0] if len(leaves) == 1 else failures
 
 
 def _too_large(cap: int) -> MalformedResponseError:
