@@ -49,7 +49,11 @@ class CatalogError(Exception):
 
 
 class InvalidArgumentError(CatalogError):
-    """An argument that cannot name anything in a catalog."""
+    """An argument that cannot name anything in a catalog; `wanted` is the offending value."""
+
+    def __init__(self, message: str, wanted: str = "") -> None:
+        super().__init__(message)
+        self.wanted = wanted
 
 
 MAX_BENEFIT_IDS = 50
@@ -66,20 +70,27 @@ def parse_benefit_ids(values: Sequence[str]) -> list[str]:
         except ValueError:
             raise InvalidArgumentError(
                 f"benefit_id {raw.strip()[:60]!r} is not a benefit id: use a benefit_id from "
-                "list_downloadables, or query to search by file or benefit name."
+                "list_downloadables, or query to search by file or benefit name.",
+                raw.strip()[:60],
             ) from None
     return list(dict.fromkeys(cleaned))
 
 
 class ItemNotFoundError(CatalogError):
-    """No item has that id or name."""
+    """No item has that id or name; `wanted` is what was looked for."""
+
+    def __init__(self, message: str, wanted: str) -> None:
+        super().__init__(message)
+        self.wanted = wanted
 
 
 class AmbiguousNameError(CatalogError):
     """Several items match a name; `candidates` are the first few of them."""
 
-    def __init__(self, message: str, candidates: list[Downloadable]) -> None:
+    def __init__(self, message: str, candidates: list[Downloadable], wanted: str, matches: int) -> None:
         super().__init__(message)
+        self.wanted = wanted
+        self.matches = matches
         self.candidates = candidates
 
 
@@ -290,7 +301,8 @@ class Catalog:
                     return item
         raise ItemNotFoundError(
             f"No downloadable has the id {wanted!r} in this customer's catalog (it may have been "
-            "withdrawn). Call list_downloadables to see current ids, or pass name instead."
+            "withdrawn). Call list_downloadables to see current ids, or pass name instead.",
+            wanted,
         )
 
     async def _find_by_name(self, source: TokenSource, name: str) -> Downloadable:
@@ -305,12 +317,15 @@ class Catalog:
         if not matches:
             raise ItemNotFoundError(
                 f"No file name matches {name.strip()[:80]!r}. Call list_downloadables (with query) "
-                "to see the names and ids of the files."
+                "to see the names and ids of the files.",
+                name.strip()[:80],
             )
         if len(matches) > 1:
             raise AmbiguousNameError(
                 f"{len(matches)} files match {name.strip()[:80]!r}; call again with downloadable_id.",
                 matches[:MAX_CANDIDATES],
+                name.strip()[:80],
+                len(matches),
             )
         found = matches[0]
         if self._link_is_fresh(found):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TextIO
@@ -42,6 +44,7 @@ from polar_mcp.polar.minting import MintedSession
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import token_kind
 from polar_mcp.runtime import Core, open_core
+from polar_mcp.untrusted import clean_text
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -65,17 +68,40 @@ def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
         async with open_core(settings) as core:
             try:
                 return await handler(core, args)
-            except AmbiguousNameError as error:
-                _err(present.ambiguous_text(error.message, error.candidates))
-                return EXIT_NOT_FOUND
             except (PolarError, CatalogError) as error:
-                message = error.message
-                if isinstance(error, AuthenticationError):
-                    message += " " + core.configured.renew_hint
-                _err(message)
+                _err(_for_the_shell(error, core))
                 return exit_code(error)
 
     return anyio.run(main)
+
+
+def _for_the_shell(error: PolarError | CatalogError, core: Core) -> str:
+    """The error in a script's terms: commands and flags, not the tools' argument names."""
+    if isinstance(error, AmbiguousNameError):
+        shown = clean_text(error.wanted, 80)
+        head = f"{error.matches} files match {shown!r}; pass one of these ids instead."
+        return present.ambiguous_text(head, error.candidates)
+    if isinstance(error, ItemNotFoundError):
+        shown = clean_text(error.wanted, 80)
+        if _looks_like_an_id(shown):
+            return f"No file has the id {shown!r} (it may have been withdrawn). See current ids with: polar-mcp list"
+        return f"No file matches {shown!r}. See the names and ids with: polar-mcp list --query {shlex.quote(shown)}"
+    if isinstance(error, InvalidArgumentError) and error.wanted:
+        return (
+            f"--benefit-id {clean_text(error.wanted, 60)!r} is not a benefit id: the benefit_id values are in "
+            "`polar-mcp list --json`; use --query to search by file or benefit name."
+        )
+    if isinstance(error, AuthenticationError):
+        return f"{error.message} {core.configured.renew_hint}"
+    return error.message
+
+
+def _looks_like_an_id(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def exit_code(error: Exception) -> int:
@@ -84,7 +110,7 @@ def exit_code(error: Exception) -> int:
         return EXIT_CONFIG
     if isinstance(error, AuthenticationError | UnauthorizedError):
         return EXIT_AUTH
-    if isinstance(error, ItemNotFoundError):
+    if isinstance(error, ItemNotFoundError | AmbiguousNameError):
         return EXIT_NOT_FOUND
     if isinstance(error, RateLimitedError | ServerError | PolarTimeoutError | PolarConnectionError):
         return EXIT_UNAVAILABLE

@@ -74,7 +74,7 @@ def test_a_name_matching_several_files_exits_4_listing_the_candidates_on_stderr(
     run = cli("link", "rust-in-practice")
     assert (run.code, run.out) == (4, "")
     assert run.err == (
-        "polar-mcp: 2 files match 'rust-in-practice'; call again with downloadable_id.\n"
+        "polar-mcp: 2 files match 'rust-in-practice'; pass one of these ids instead.\n"
         "Candidates:\n"
         f"- rust-in-practice.pdf · id {PDF_ID}\n"
         f"- rust-in-practice.epub · id {EPUB_ID}\n"
@@ -93,8 +93,8 @@ def test_an_unknown_name_exits_4_and_says_how_to_find_names(cli: Cli) -> None:
     run = cli("link", "no-such-file.pdf")
     assert (run.code, run.out) == (4, "")
     assert run.err == (
-        "polar-mcp: No file name matches 'no-such-file.pdf'. "
-        "Call list_downloadables (with query) to see the names and ids of the files.\n"
+        "polar-mcp: No file matches 'no-such-file.pdf'. "
+        "See the names and ids with: polar-mcp list --query no-such-file.pdf\n"
     )
 
 
@@ -102,7 +102,10 @@ def test_an_unknown_id_exits_4_too(cli: Cli) -> None:
     unknown = "00000000-0000-4000-8000-000000000000"
     run = cli("link", unknown, "--json")
     assert (run.code, run.out) == (4, "")
-    assert run.err.startswith(f"polar-mcp: No file name matches '{unknown}'.")
+    assert run.err == (
+        f"polar-mcp: No file has the id '{unknown}' (it may have been withdrawn). "
+        "See current ids with: polar-mcp list\n"
+    )
 
 
 def test_a_file_hidden_by_polar_cannot_be_linked(cli: Cli) -> None:

@@ -134,8 +134,8 @@ def test_a_malformed_benefit_id_exits_2_without_calling_polar(cli: Cli, monkeypa
     run = cli("list", "--benefit-id", "nope")
     assert (run.code, run.out) == (2, "")
     assert run.messages == (
-        "polar-mcp: benefit_id 'nope' is not a benefit id: use a benefit_id from list_downloadables, "
-        "or query to search by file or benefit name.\n"
+        "polar-mcp: --benefit-id 'nope' is not a benefit id: the benefit_id values are in "
+        "`polar-mcp list --json`; use --query to search by file or benefit name.\n"
     )
 
 
