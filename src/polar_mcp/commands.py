@@ -28,6 +28,7 @@ from polar_mcp.catalog import (
     Listing,
     parse_benefit_ids,
 )
+from polar_mcp.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
 from polar_mcp.config import Settings
 from polar_mcp.polar.client import INTROSPECT_PATH
 from polar_mcp.polar.errors import (
@@ -46,9 +47,6 @@ from polar_mcp.polar.sessions import token_kind
 from polar_mcp.runtime import Core, open_core
 from polar_mcp.untrusted import clean_text
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
 EXIT_AUTH = 3
 EXIT_NOT_FOUND = 4
 EXIT_UNAVAILABLE = 5
@@ -149,9 +147,7 @@ async def _find(core: Core, wanted: str) -> Downloadable:
 
 
 async def _link(core: Core, args: argparse.Namespace) -> int:
-    item = await _find(core, args.item)
-    names = await core.catalog.benefit_names(core.configured, [item.benefit_id])
-    link = present.download_link(item, names.get(item.benefit_id), now=datetime.now(UTC))
+    link = await core.link(core.configured, await _find(core, args.item))
     if args.json:
         _print_json(link)
     else:
@@ -161,26 +157,17 @@ async def _link(core: Core, args: argparse.Namespace) -> int:
 
 
 async def _download(core: Core, args: argparse.Namespace) -> int:
-    from polar_mcp import download
+    from polar_mcp.download import DownloadError
 
     item = await _find(core, args.item)
     bar = _ProgressBar(sys.stderr, present.file_name(item))
     try:
-        saved = await download.download_file(
-            core.files,
-            download.request_for(item),
-            core.settings.download_dir or download.default_download_dir(),
-            overwrite=args.overwrite,
-            max_bytes=core.settings.max_download_size,
-            progress=bar.update,
-        )
-    except download.DownloadError as error:
-        bar.finish()
+        result = await core.save(core.configured, item, overwrite=args.overwrite, progress=bar.update)
+    except DownloadError as error:
+        bar.finish()  # end the bar's line before the message
         _err(error.message)
         return EXIT_FAILED
     bar.finish()
-    names = await core.catalog.benefit_names(core.configured, [item.benefit_id])
-    result = download.as_result(saved, names.get(item.benefit_id))
     if args.json:
         _print_json(result)
     else:

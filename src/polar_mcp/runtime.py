@@ -5,18 +5,21 @@ from __future__ import annotations
 import functools
 import logging
 import ssl
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import anyio
 import httpx2
 from pydantic import SecretStr
 
+from polar_mcp import present
 from polar_mcp.catalog import Catalog
 from polar_mcp.config import Settings
 from polar_mcp.polar.client import HttpClientSource, PolarClient
 from polar_mcp.polar.minting import CustomerRef, MintedSession
+from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import (
     BEARER_HINT,
     BearerRequired,
@@ -33,6 +36,10 @@ STATIC_RENEW_HINT = (
     "Create a new customer session and update POLAR_CUSTOMER_SESSION, or set POLAR_ACCESS_TOKEN "
     "and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself."
 )
+
+
+Progress = Callable[[int, int], Awaitable[None]]
+"""Called with (bytes so far, total) as a download arrives."""
 
 
 class LazyClient:
@@ -66,6 +73,29 @@ class Core:
     def files(self) -> httpx2.AsyncClient:
         """For file transfers: no base URL and no credentials, so a session token can never reach storage."""
         return self._files()
+
+    async def link(self, source: TokenSource, item: Downloadable) -> present.DownloadLink:
+        """A link result for `item`, with its benefit's name when Polar told us one."""
+        names = await self.catalog.benefit_names(source, [item.benefit_id])
+        return present.download_link(item, names.get(item.benefit_id), now=datetime.now(UTC))
+
+    async def save(
+        self, source: TokenSource, item: Downloadable, *, overwrite: bool, progress: Progress
+    ) -> present.DownloadedFile:
+        """Download `item` into the configured folder, verified; raises `download.DownloadError`."""
+        # Loaded on first use: the download engine is not needed to start, list or link.
+        from polar_mcp import download
+
+        saved = await download.download_file(
+            self.files,
+            download.request_for(item),
+            self.settings.download_dir or download.default_download_dir(),
+            overwrite=overwrite,
+            max_bytes=self.settings.max_download_size,
+            progress=progress,
+        )
+        names = await self.catalog.benefit_names(source, [item.benefit_id])
+        return download.as_result(saved, names.get(item.benefit_id))
 
     def source_for(self, headers: Mapping[str, str] | None) -> TokenSource:
         """An HTTP caller's own bearer token if it sent one, else the configured source."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
 import httpx2
@@ -22,8 +20,6 @@ from polar_mcp.polar.errors import AuthenticationError, PolarError
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import TokenSource
 from polar_mcp.runtime import ClientFactory, Core, open_core
-
-logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Tools for the files this customer bought on Polar.sh. list_downloadables shows files and ids "
@@ -57,7 +53,8 @@ def build_server(
         ) as core:
             yield core
 
-    server: MCPServer[Core] = MCPServer("polar-mcp", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+    instructions = INSTRUCTIONS + ("" if settings.disable_download else DOWNLOAD_INSTRUCTIONS)
+    server: MCPServer[Core] = MCPServer("polar-mcp", version=__version__, instructions=instructions, lifespan=lifespan)
     _register_read_tools(server)
     if not settings.disable_download:
         _register_download_tool(server)
@@ -101,9 +98,7 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
         """Get a fresh signed download link for one file, by id or by name. The link expires."""
         core = ctx.request_context.lifespan_context
         source = core.source_for(ctx.headers)
-        item = await _find(core, source, downloadable_id, name)
-        names = await core.catalog.benefit_names(source, [item.benefit_id])
-        link = present.download_link(item, names.get(item.benefit_id), now=datetime.now(UTC))
+        link = await core.link(source, await _find(core, source, downloadable_id, name))
         return _result(present.link_text(link), link)
 
 
@@ -116,8 +111,7 @@ def _register_download_tool(server: MCPServer[Core]) -> None:
         overwrite: Annotated[bool, Field(description="Replace a different local file of the same name.")] = False,
     ) -> Annotated[CallToolResult, present.DownloadedFile]:
         """Save one file into the configured downloads folder, verified by size and SHA-256."""
-        # Loaded on first use: the download engine is not needed to start or to list.
-        from polar_mcp import download
+        from polar_mcp.download import DownloadError
 
         core = ctx.request_context.lifespan_context
         source = core.source_for(ctx.headers)
@@ -128,18 +122,9 @@ def _register_download_tool(server: MCPServer[Core]) -> None:
             await ctx.report_progress(done, total, f"{present.human_size(done)} of {present.human_size(total)}")
 
         try:
-            saved = await download.download_file(
-                core.files,
-                download.request_for(item),
-                core.settings.download_dir or download.default_download_dir(),
-                overwrite=overwrite,
-                max_bytes=core.settings.max_download_size,
-                progress=progress,
-            )
-        except download.DownloadError as error:
+            result = await core.save(source, item, overwrite=overwrite, progress=progress)
+        except DownloadError as error:
             raise ToolError(error.message) from None
-        names = await core.catalog.benefit_names(source, [item.benefit_id])
-        result = download.as_result(saved, names.get(item.benefit_id))
         return _result(present.downloaded_text(result), result)
 
 

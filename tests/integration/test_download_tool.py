@@ -120,7 +120,10 @@ async def test_storage_serving_wrong_bytes_fails_clearly_and_leaves_nothing(
     async with Client(build_server(load_settings(_env(store, double, tmp_path)))) as client:
         result = await client.call_tool("download_file", {"name": "rust-in-practice.pdf"})
     assert result.is_error
-    assert "SHA-256" in _text(result) or "checksum" in _text(result).lower()
+    assert _text(result) == (
+        "Error executing tool download_file: rust-in-practice.pdf arrived corrupted: its SHA-256 does not match "
+        "Polar's checksum, so it was deleted. Get a fresh link and try again."
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -154,7 +157,9 @@ async def test_download_file_is_hidden_when_downloads_are_disabled(
     env = _env(store, double, tmp_path, POLAR_MCP_DISABLE_DOWNLOAD="1")
     async with Client(build_server(load_settings(env))) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
+        instructions = client.instructions
         call: Any = await client.call_tool("download_file", {"name": "errata.txt"})
     assert names == {"list_downloadables", "get_download_link"}
+    assert "download_file" not in (instructions or "")
     assert call.is_error
     assert list(tmp_path.iterdir()) == []

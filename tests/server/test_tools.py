@@ -66,6 +66,11 @@ def _text(result: CallToolResult) -> str:
     return first.text
 
 
+async def test_the_instructions_name_every_tool(client: Client) -> None:
+    assert client.instructions is not None
+    assert all(name in client.instructions for name in ("list_downloadables", "get_download_link", "download_file"))
+
+
 async def test_tools_list_matches_the_checked_in_snapshot(client: Client) -> None:
     listed = await client.list_tools()
     tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
