@@ -14,18 +14,19 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 
 from polar_mcp.cache import BoundedCache
+from polar_mcp.failure import Failure
 from polar_mcp.polar.client import PolarClient, first_error
 from polar_mcp.polar.errors import AuthenticationError, PolarError
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import TokenSource
+from polar_mcp.untrusted import clean_text
 
 logger = logging.getLogger(__name__)
-_logged_name_failures: set[str] = set()
 R = TypeVar("R")
 
 LINK_REUSE_MARGIN = 300.0
@@ -40,19 +41,20 @@ SNAPSHOT_TTL = 60.0
 MAX_CANDIDATES = 10
 
 
-class CatalogError(Exception):
-    """A lookup that cannot be answered as asked; `message` says what to do instead."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+class CatalogError(Failure):
+    """A lookup that cannot be answered as asked; the fields say why, the front ends word it."""
 
 
 class InvalidArgumentError(CatalogError):
-    """An argument that cannot name anything in a catalog; `wanted` is the offending value."""
+    """An argument that cannot name anything in a catalog.
 
-    def __init__(self, message: str, wanted: str = "") -> None:
+    `argument` is which: `benefit_id` (not an id; `wanted` is the value), `benefit_ids` (too many),
+    or `id_or_name` (both or neither of an id and a name were given).
+    """
+
+    def __init__(self, message: str, *, argument: Literal["benefit_id", "benefit_ids", "id_or_name"], wanted: str = ""):
         super().__init__(message)
+        self.argument = argument
         self.wanted = wanted
 
 
@@ -62,36 +64,44 @@ MAX_BENEFIT_IDS = 50
 def parse_benefit_ids(values: Sequence[str]) -> list[str]:
     """Benefit ids in canonical form, de-duplicated; refused before anything is sent to Polar."""
     if len(values) > MAX_BENEFIT_IDS:
-        raise InvalidArgumentError(f"Give at most {MAX_BENEFIT_IDS} benefit ids.")
+        raise InvalidArgumentError(f"Give at most {MAX_BENEFIT_IDS} benefit ids.", argument="benefit_ids")
     cleaned: list[str] = []
     for raw in values:
         try:
             cleaned.append(str(uuid.UUID(raw.strip())))
         except ValueError:
+            wanted = clean_text(raw.strip(), 60)
             raise InvalidArgumentError(
-                f"benefit_id {raw.strip()[:60]!r} is not a benefit id: use a benefit_id from "
-                "list_downloadables, or query to search by file or benefit name.",
-                raw.strip()[:60],
+                f"{wanted!r} is not a benefit id.", argument="benefit_id", wanted=raw.strip()[:60]
             ) from None
     return list(dict.fromkeys(cleaned))
 
 
 class ItemNotFoundError(CatalogError):
-    """No item has that id or name; `wanted` is what was looked for."""
+    """No item has that id (`by="id"`) or name (`by="name"`); `wanted` is what was looked for."""
 
-    def __init__(self, message: str, wanted: str) -> None:
-        super().__init__(message)
+    def __init__(self, wanted: str, *, by: Literal["id", "name"]) -> None:
+        super().__init__(f"No file has the {by} {clean_text(wanted, 80)!r}.")
         self.wanted = wanted
+        self.by = by
 
 
 class AmbiguousNameError(CatalogError):
-    """Several items match a name; `candidates` are the first few of them."""
+    """Several items match a name; `candidates` are the first few of them, `matches` how many."""
 
-    def __init__(self, message: str, candidates: list[Downloadable], wanted: str, matches: int) -> None:
-        super().__init__(message)
+    def __init__(self, wanted: str, candidates: list[Downloadable], matches: int) -> None:
+        super().__init__(f"{matches} files match {clean_text(wanted, 80)!r}.")
         self.wanted = wanted
         self.matches = matches
         self.candidates = candidates
+
+
+class NoUsableLinkError(CatalogError):
+    """Polar listed the item with no link, or with one polar-mcp refuses to pass on."""
+
+    def __init__(self, item: Downloadable) -> None:
+        super().__init__("Polar sent no usable link for this file.")
+        self.item = item
 
 
 @dataclass(frozen=True)
@@ -120,10 +130,12 @@ class BenefitName:
 
 @dataclass
 class _Names:
+    """One principal's benefit names, as of one fetch of the benefit grants."""
+
     by_benefit: dict[str, BenefitName] = field(default_factory=dict[str, BenefitName])
     fetched_at: float = -math.inf
-    rechecked: set[str] = field(default_factory=set[str])
-    """Benefits still without a name after a fetch: not looked for again in this lifetime."""
+    missing: set[str] = field(default_factory=set[str])
+    """Benefits asked for and still without a name: not looked for again before the names go stale."""
 
 
 @dataclass
@@ -131,9 +143,10 @@ class _Memory:
     """What one principal's listings taught us."""
 
     names: _Names = field(default_factory=_Names)
-    names_lock: anyio.Lock = field(default_factory=anyio.Lock)
-    name_walks: int = 0
-    """Benefit-grants walks started so far: a listing skips its own if one started meanwhile."""
+    names_fetch: anyio.Event | None = None
+    """Set while a fetch of the benefit names is under way: later askers wait for it, not start another."""
+    names_fetches: int = 0
+    """Fetches of the names started so far: a listing does not fetch again if one started meanwhile."""
 
     items: dict[str, Downloadable] = field(default_factory=dict[str, Downloadable])
     by_file_id: dict[str, str] = field(default_factory=dict[str, str])
@@ -144,6 +157,12 @@ class _Memory:
 def _searchable(item: Downloadable, names: Mapping[str, BenefitName]) -> str:
     benefit = names.get(item.benefit_id)
     return f"{item.file.name}\n{benefit.name if benefit and benefit.name else ''}".casefold()
+
+
+def matches_query(items: Iterable[Downloadable], names: Mapping[str, BenefitName], query: str) -> list[Downloadable]:
+    """The items whose file name or benefit name contains `query`, ignoring case."""
+    needle = query.casefold().strip()
+    return [item for item in items if needle in _searchable(item, names)]
 
 
 class Catalog:
@@ -166,6 +185,7 @@ class Catalog:
         self._memories: BoundedCache[str, _Memory] = BoundedCache(
             max_entries=self.MAX_PRINCIPALS, ttl=memory_ttl, clock=clock
         )
+        self._logged_name_failures: set[str] = set()
 
     @property
     def client(self) -> PolarClient:
@@ -177,81 +197,107 @@ class Catalog:
         *,
         benefit_ids: Sequence[str] = (),
         page: int = 1,
-        limit: int = 20,
+        limit: int | None = 20,
         query: str | None = None,
     ) -> Listing:
-        """A page of the catalog; with `query`, a page of the matches (file or benefit name) of all of it."""
-        with self._forget_if_rejected(source):
-            return await self._list(source, benefit_ids=benefit_ids, page=page, limit=limit, query=query)
+        """A page of the catalog; with `query`, a page of the matches (file or benefit name) of all of it.
 
-    async def _list(
-        self, source: TokenSource, *, benefit_ids: Sequence[str], page: int, limit: int, query: str | None
-    ) -> Listing:
-        walks = self._memory(source).name_walks
-        if query is None:
-            result = await self._alongside_names(
-                source, self._client.list_downloadables(source, page=page, limit=limit, benefit_ids=benefit_ids)
-            )
-            self._remember(source, result.items)
-            names = await self._names(source, {item.benefit_id for item in result.items}, walks_before=walks)
-            pagination = result.pagination
-            return Listing(list(result.items), page, limit, pagination.total_count, pagination.max_page, names)
-        items = await self._alongside_names(source, self._scan(source, benefit_ids))
-        names = await self._names(source, {item.benefit_id for item in items}, walks_before=walks)
-        needle = query.casefold().strip()
-        matches = [item for item in items if needle in _searchable(item, names)]
-        start = (page - 1) * limit
-        pages = math.ceil(len(matches) / limit)
-        return Listing(matches[start : start + limit], page, limit, len(matches), pages, names)
+        `limit=None` answers everything (or every match) as one page.
+        """
+        with self._forget_if_rejected(source):
+            before = self._memory(source).names_fetches
+            if query is None and limit is not None:
+                result = await self._alongside_names(
+                    source, self._client.list_downloadables(source, page=page, limit=limit, benefit_ids=benefit_ids)
+                )
+                self._remember(source, result.items)
+                names = await self._names(source, {item.benefit_id for item in result.items}, fetched_since=before)
+                pagination = result.pagination
+                return Listing(list(result.items), page, limit, pagination.total_count, pagination.max_page, names)
+            items = await self._alongside_names(source, self._scan(source, benefit_ids))
+            names = await self._names(source, {item.benefit_id for item in items}, fetched_since=before)
+            found = items if query is None else matches_query(items, names, query)
+            if limit is None:
+                return Listing(found, 1, max(len(found), 1), len(found), 1 if found else 0, names)
+            start = (page - 1) * limit
+            return Listing(found[start : start + limit], page, limit, len(found), math.ceil(len(found) / limit), names)
 
     async def benefit_names(self, source: TokenSource, benefit_ids: Iterable[str]) -> dict[str, BenefitName]:
         """Names of these benefits, from the cache, refreshed at most once per lifetime for unknown ids.
 
         A benefit that is not public never gets a name; a failure to fetch names only leaves them out.
         """
-        return await self._names(source, benefit_ids, walks_before=None)
+        return await self._names(source, benefit_ids, fetched_since=None)
 
     async def _names(
-        self, source: TokenSource, benefit_ids: Iterable[str], *, walks_before: int | None
+        self, source: TokenSource, benefit_ids: Iterable[str], *, fetched_since: int | None
     ) -> dict[str, BenefitName]:
-        """`benefit_names`; a walk started after `walks_before` (the one that ran alongside the
-        listing asking) already looked for its unknown benefits: they are not looked for again."""
+        """`benefit_names`; a fetch started after the `fetched_since`-th (the one that ran alongside
+        the listing asking) already looked for its unknown benefits: they are not looked for again."""
         memory = self._memory(source)
         wanted = set(benefit_ids)
-        async with memory.names_lock:
+        names = memory.names
+        unknown = wanted - names.by_benefit.keys() - names.missing
+        fetched_meanwhile = fetched_since is not None and memory.names_fetches > fetched_since
+        if self._stale(names) or (unknown and not fetched_meanwhile):
+            await self._refresh_names(source, memory)
             names = memory.names
-            stale = self._clock() - names.fetched_at > NAMES_TTL
-            unknown = wanted - names.by_benefit.keys() - names.rechecked
-            walked_meanwhile = walks_before is not None and memory.name_walks > walks_before
-            if stale or (unknown and not walked_meanwhile):
-                memory.name_walks += 1
-                names = memory.names = await self._fetch_names(source, names, stale=stale)
-            names.rechecked |= wanted - names.by_benefit.keys()
+        names.missing |= wanted - names.by_benefit.keys()
         return {b: names.by_benefit[b] for b in wanted if b in names.by_benefit}
 
+    def _stale(self, names: _Names) -> bool:
+        return self._clock() - names.fetched_at > NAMES_TTL
+
+    async def _refresh_names(self, source: TokenSource, memory: _Memory, *, log: bool = True) -> PolarError | None:
+        """Fetch the names once, however many callers ask at the same time; a failure only leaves
+        them out, and is logged here unless `log` is off (the caller then decides)."""
+        if memory.names_fetch is not None:
+            await memory.names_fetch.wait()
+            return None
+        done = memory.names_fetch = anyio.Event()
+        memory.names_fetches += 1
+        try:
+            memory.names, failure = await self._fetch_names(source, memory.names)
+        finally:
+            memory.names_fetch = None
+            done.set()
+        if failure is not None and log:
+            self._log_name_failure(failure)
+        return failure
+
     async def _alongside_names(self, source: TokenSource, listing: Awaitable[R]) -> R:
-        """Await `listing` while stale benefit names refresh concurrently, so names cost no extra wait."""
+        """Await `listing` while stale benefit names refresh concurrently, so names cost no extra wait.
+
+        When the listing fails too (an expired session fails both), its error is the one message:
+        the names' failure is not logged.
+        """
         memory = self._memory(source)
-        if self._clock() - memory.names.fetched_at <= NAMES_TTL:
+        if not self._stale(memory.names):
             return await listing
         results: list[R] = []
+        failures: list[PolarError] = []
+
+        async def refresh() -> None:
+            failure = await self._refresh_names(source, memory, log=False)
+            if failure is not None:
+                failures.append(failure)
+
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(self.benefit_names, source, ())
+                group.start_soon(refresh)
                 results.append(await listing)
-        except ExceptionGroup as failures:
-            raise first_error(failures) from None
+        except ExceptionGroup as errors:
+            raise first_error(errors) from None
+        for failure in failures:
+            self._log_name_failure(failure)
         return results[0]
 
-    async def _fetch_names(self, source: TokenSource, previous: _Names, *, stale: bool) -> _Names:
+    async def _fetch_names(self, source: TokenSource, previous: _Names) -> tuple[_Names, PolarError | None]:
         try:
             grants = await self._client.list_all_benefit_grants(source)
         except PolarError as error:
-            if error.message not in _logged_name_failures:
-                _logged_name_failures.add(error.message)
-                logger.warning("benefit names unavailable, listings go without them: %s", error.message)
-            # Not again before the cache lifetime ends: a failing endpoint must not slow every listing.
-            return _Names(dict(previous.by_benefit), self._clock(), set(previous.rechecked))
+            # Not again before the names go stale: a failing endpoint must not slow every listing.
+            return _Names(dict(previous.by_benefit), self._clock(), set(previous.missing)), error
         fetched = {
             grant.benefit_id: BenefitName(
                 name=grant.benefit.description if grant.benefit else None,
@@ -259,14 +305,14 @@ class Catalog:
             )
             for grant in grants
         }
-        if stale:
-            return _Names(fetched, self._clock(), set())
-        return _Names({**previous.by_benefit, **fetched}, previous.fetched_at, set(previous.rechecked))
+        if self._stale(previous):
+            return _Names(fetched, self._clock(), set()), None
+        return _Names({**previous.by_benefit, **fetched}, self._clock(), set(previous.missing)), None
 
-    async def all_items(self, source: TokenSource, *, benefit_ids: Sequence[str] = ()) -> list[Downloadable]:
-        """Every item of the catalog (or of some benefits), fetched concurrently."""
-        with self._forget_if_rejected(source):
-            return await self._scan(source, benefit_ids)
+    def _log_name_failure(self, error: PolarError) -> None:
+        if error.message not in self._logged_name_failures:
+            self._logged_name_failures.add(error.message)
+            logger.warning("benefit names unavailable, listings go without them: %s", error.message)
 
     async def find(
         self, source: TokenSource, *, downloadable_id: str | None = None, name: str | None = None
@@ -277,7 +323,7 @@ class Catalog:
                 return await self._find_by_id(source, downloadable_id.strip())
             if name is not None:
                 return await self._find_by_name(source, name)
-        raise CatalogError("Give downloadable_id or name.")
+        raise InvalidArgumentError("Give an id or a name.", argument="id_or_name")
 
     @contextmanager
     def _forget_if_rejected(self, source: TokenSource) -> Generator[None]:
@@ -299,11 +345,7 @@ class Catalog:
             for item in await self._scan(source, benefit_ids):
                 if wanted in (item.id, item.file.id):
                     return item
-        raise ItemNotFoundError(
-            f"No downloadable has the id {wanted!r} in this customer's catalog (it may have been "
-            "withdrawn). Call list_downloadables to see current ids, or pass name instead.",
-            wanted,
-        )
+        raise ItemNotFoundError(wanted, by="id")
 
     async def _find_by_name(self, source: TokenSource, name: str) -> Downloadable:
         memory = self._memory(source)
@@ -311,22 +353,14 @@ class Catalog:
             items = [memory.items[i] for i in memory.snapshot if i in memory.items]
         else:
             items = await self._scan(source, ())
-        needle = name.strip().casefold()
+        wanted = name.strip()
+        needle = wanted.casefold()
         exact = [item for item in items if item.file.name.casefold() == needle]
         matches = exact or [item for item in items if needle in item.file.name.casefold()]
         if not matches:
-            raise ItemNotFoundError(
-                f"No file name matches {name.strip()[:80]!r}. Call list_downloadables (with query) "
-                "to see the names and ids of the files.",
-                name.strip()[:80],
-            )
+            raise ItemNotFoundError(wanted[:80], by="name")
         if len(matches) > 1:
-            raise AmbiguousNameError(
-                f"{len(matches)} files match {name.strip()[:80]!r}; call again with downloadable_id.",
-                matches[:MAX_CANDIDATES],
-                name.strip()[:80],
-                len(matches),
-            )
+            raise AmbiguousNameError(wanted[:80], matches[:MAX_CANDIDATES], len(matches))
         found = matches[0]
         if self._link_is_fresh(found):
             return found

@@ -19,13 +19,10 @@ import anyio
 
 from polar_mcp import __version__
 from polar_mcp.config import OPTIONS, ConfigError, Settings, load_settings
+from polar_mcp.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
 
 
 def _options_parser(*, suppress: bool) -> argparse.ArgumentParser:
@@ -70,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = [_options_parser(suppress=True)]
     listing = commands.add_parser("list", parents=common, help="list the customer's files")
     listing.add_argument("--benefit-id", action="append", dest="benefit_ids", metavar="ID", help="repeatable")
-    listing.add_argument("--query", help="part of a file name; searches every page")
+    listing.add_argument("--query", help="part of a file or benefit name; searches every page")
     listing.add_argument("--page", type=int, default=1)
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--all", action="store_true", help="every file, all pages")
@@ -104,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(os.environ, overrides)
     except ConfigError as error:
         print(f"polar-mcp: {error}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     command: str | None = args.command
     # Commands report failures themselves; their logs stay quiet unless DEBUG is asked for.
     level = settings.log_level if command is None or settings.log_level == "DEBUG" else "ERROR"
@@ -125,13 +122,13 @@ def _serve(settings: Settings) -> int:
             check_bind(settings)
         except ConfigError as error:
             print(f"polar-mcp: {error}", file=sys.stderr)
-            return EXIT_CONFIG
+            return ExitCode.CONFIG
         serve(settings)
-        return EXIT_OK
+        return ExitCode.OK
     from polar_mcp.server import build_server
 
     anyio.run(_serve_stdio, build_server(settings))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 CLEANUP_GRACE = 0.2

@@ -1,7 +1,7 @@
-"""The script-facing commands (`list`, `link`, `doctor`): the same core as the tools, no MCP.
+"""The script-facing commands (`list`, `link`, `download`, `doctor`): the same core as the tools, no MCP.
 
 Results go to stdout (a table, or `--json` with the tools' structured data); errors go to stderr with
-an exit code that says what failed.
+an exit code that says what failed, worded in commands and flags.
 """
 
 from __future__ import annotations
@@ -10,46 +10,31 @@ import argparse
 import json
 import shlex
 import sys
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
 import anyio
-import httpx2
 from pydantic import BaseModel
 
 from polar_mcp import __version__, present
-from polar_mcp.catalog import (
-    AmbiguousNameError,
-    CatalogError,
-    InvalidArgumentError,
-    ItemNotFoundError,
-    Listing,
-    parse_benefit_ids,
-)
-from polar_mcp.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from polar_mcp.catalog import AmbiguousNameError, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
 from polar_mcp.config import Settings
-from polar_mcp.polar.client import INTROSPECT_PATH
+from polar_mcp.core import Core, open_core
+from polar_mcp.exit_codes import ExitCode
+from polar_mcp.failure import Failure
 from polar_mcp.polar.errors import (
     AuthenticationError,
     ConfigurationError,
     PolarConnectionError,
-    PolarError,
     PolarTimeoutError,
     RateLimitedError,
     ServerError,
     UnauthorizedError,
 )
-from polar_mcp.polar.minting import MintedSession
-from polar_mcp.polar.models import Downloadable
-from polar_mcp.polar.sessions import token_kind
-from polar_mcp.runtime import Core, open_core
 from polar_mcp.untrusted import clean_text
-
-EXIT_AUTH = 3
-EXIT_NOT_FOUND = 4
-EXIT_UNAVAILABLE = 5
 
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
@@ -66,32 +51,34 @@ def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
         async with open_core(settings) as core:
             try:
                 return await handler(core, args)
-            except (PolarError, CatalogError) as error:
-                _err(_for_the_shell(error, core))
-                return exit_code(error)
+            except Failure as failure:
+                _err(for_the_shell(failure, core))
+                return exit_code(failure)
 
     return anyio.run(main)
 
 
-def _for_the_shell(error: PolarError | CatalogError, core: Core) -> str:
-    """The error in a script's terms: commands and flags, not the tools' argument names."""
-    if isinstance(error, AmbiguousNameError):
-        shown = clean_text(error.wanted, 80)
-        head = f"{error.matches} files match {shown!r}; pass one of these ids instead."
-        return present.ambiguous_text(head, error.candidates)
-    if isinstance(error, ItemNotFoundError):
-        shown = clean_text(error.wanted, 80)
+def for_the_shell(failure: Failure, core: Core) -> str:
+    """A failure in a script's terms: commands and flags, not the tools' argument names."""
+    if isinstance(failure, AmbiguousNameError):
+        shown = clean_text(failure.wanted, 80)
+        head = f"{failure.matches} files match {shown!r}; pass one of these ids instead."
+        return present.ambiguous_text(head, failure.candidates)
+    if isinstance(failure, ItemNotFoundError):
+        shown = clean_text(failure.wanted, 80)
         if _looks_like_an_id(shown):
             return f"No file has the id {shown!r} (it may have been withdrawn). See current ids with: polar-mcp list"
         return f"No file matches {shown!r}. See the names and ids with: polar-mcp list --query {shlex.quote(shown)}"
-    if isinstance(error, InvalidArgumentError) and error.wanted:
+    if isinstance(failure, InvalidArgumentError) and failure.argument == "benefit_id":
         return (
-            f"--benefit-id {clean_text(error.wanted, 60)!r} is not a benefit id: the benefit_id values are in "
+            f"--benefit-id {clean_text(failure.wanted, 60)!r} is not a benefit id: the benefit_id values are in "
             "`polar-mcp list --json`; use --query to search by file or benefit name."
         )
-    if isinstance(error, AuthenticationError):
-        return f"{error.message} {core.configured.renew_hint}"
-    return error.message
+    if isinstance(failure, NoUsableLinkError):
+        return "Polar sent no usable link for this file; try again in a minute."
+    if isinstance(failure, AuthenticationError):
+        return f"{failure.message} {core.configured.renew_hint}"
+    return failure.message
 
 
 def _looks_like_an_id(value: str) -> bool:
@@ -102,78 +89,60 @@ def _looks_like_an_id(value: str) -> bool:
     return True
 
 
-def exit_code(error: Exception) -> int:
+def exit_code(failure: Failure) -> ExitCode:
     """The exit code for a failure: scripts can tell configuration, auth, lookup and outage apart."""
-    if isinstance(error, ConfigurationError | InvalidArgumentError):
-        return EXIT_CONFIG
-    if isinstance(error, AuthenticationError | UnauthorizedError):
-        return EXIT_AUTH
-    if isinstance(error, ItemNotFoundError | AmbiguousNameError):
-        return EXIT_NOT_FOUND
-    if isinstance(error, RateLimitedError | ServerError | PolarTimeoutError | PolarConnectionError):
-        return EXIT_UNAVAILABLE
-    return EXIT_FAILED
+    if isinstance(failure, ConfigurationError | InvalidArgumentError):
+        return ExitCode.CONFIG
+    if isinstance(failure, AuthenticationError | UnauthorizedError):
+        return ExitCode.AUTH
+    if isinstance(failure, ItemNotFoundError | AmbiguousNameError):
+        return ExitCode.NOT_FOUND
+    if isinstance(failure, RateLimitedError | ServerError | PolarTimeoutError | PolarConnectionError):
+        return ExitCode.UNAVAILABLE
+    return ExitCode.FAILED
 
 
 async def _list(core: Core, args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 100 or args.page < 1:
         _err("--limit must be 1..100 and --page at least 1.")
-        return EXIT_CONFIG
-    benefit_ids = parse_benefit_ids(args.benefit_ids or [])
-    query: str | None = args.query
-    if args.all:
-        items = await core.catalog.all_items(core.configured, benefit_ids=benefit_ids)
-        if query:
-            items = [i for i in items if query.casefold() in i.file.name.casefold()]
-        listing = Listing(items, 1, max(len(items), 1), len(items), 1 if items else 0)
-    else:
-        listing = await core.catalog.list(
-            core.configured, benefit_ids=benefit_ids, page=args.page, limit=args.limit, query=query
-        )
-    result = present.downloadables_list(listing)
+        return ExitCode.CONFIG
+    result = await core.list(
+        core.configured,
+        benefit_ids=args.benefit_ids or [],
+        page=1 if args.all else args.page,
+        limit=None if args.all else args.limit,
+        query=args.query or "",
+    )
     if args.json:
         _print_json(result)
     else:
         _print_table(result, sys.stdout)
-    return EXIT_OK
-
-
-async def _find(core: Core, wanted: str) -> Downloadable:
-    """An id if it is one of the catalog's ids, else a name."""
-    try:
-        return await core.catalog.find(core.configured, downloadable_id=wanted)
-    except ItemNotFoundError:
-        return await core.catalog.find(core.configured, name=wanted)
+    return ExitCode.OK
 
 
 async def _link(core: Core, args: argparse.Namespace) -> int:
-    link = await core.link(core.configured, await _find(core, args.item))
+    link = await core.link(core.configured, await core.find_reference(core.configured, args.item))
     if args.json:
         _print_json(link)
     else:
         print(link.url)
         _err(f"{link.name}: link expires {link.expires_at} (in {link.expires_in_seconds // 60} min)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _download(core: Core, args: argparse.Namespace) -> int:
-    from polar_mcp.download import DownloadError
-
-    item = await _find(core, args.item)
+    item = await core.find_reference(core.configured, args.item)
     bar = _ProgressBar(sys.stderr, present.file_name(item))
     try:
         result = await core.save(core.configured, item, overwrite=args.overwrite, progress=bar.update)
-    except DownloadError as error:
-        bar.finish()  # end the bar's line before the message
-        _err(error.message)
-        return EXIT_FAILED
-    bar.finish()
+    finally:
+        bar.finish()  # end the bar's line before any message
     if args.json:
         _print_json(result)
     else:
         print(result.path)
         _err(present.downloaded_text(result))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 class _ProgressBar:
@@ -210,44 +179,22 @@ async def _doctor(core: Core, _: argparse.Namespace) -> int:
     print(f"API:       {settings.base_url} ({where})")
     if settings.api_version:
         print(f"Version:   Polar-Version {settings.api_version}")
-    print(f"Token:     {_describe_mode(settings)}")
-    reachable = await _reachable(core)
-    print(f"Reachable: {'yes' if reachable else 'no'}")
-    if not reachable:
-        return EXIT_UNAVAILABLE
-    if settings.mode == "none":
+    health = await core.check()
+    print(f"Token:     {health.credentials}")
+    print(f"Reachable: {'yes' if health.reachable else 'no'}")
+    if not health.reachable:
+        return ExitCode.UNAVAILABLE
+    if not health.configured:
         print("Session:   none configured (set POLAR_CUSTOMER_SESSION, or POLAR_ACCESS_TOKEN + POLAR_CUSTOMER_ID)")
-        return EXIT_CONFIG
-    try:
-        info = await core.catalog.client.introspect(core.configured)
-    except PolarError as error:
-        hint = f" {core.configured.renew_hint}" if isinstance(error, AuthenticationError) else ""
-        print(f"Session:   rejected — {error.message}{hint}")
-        return exit_code(error)
-    left = int((info.expires_at - datetime.now(UTC)).total_seconds())
-    renewal = " (renewed automatically)" if isinstance(core.configured, MintedSession) else ""
-    print(f"Session:   valid, expires {present.utc_iso(info.expires_at)} (in {max(left, 0) // 60} min){renewal}")
-    return EXIT_OK
-
-
-def _describe_mode(settings: Settings) -> str:
-    if settings.mode == "session" and settings.customer_session is not None:
-        note = " (POLAR_ACCESS_TOKEN ignored)" if settings.access_token is not None else ""
-        return f"session from POLAR_CUSTOMER_SESSION, {token_kind(settings.customer_session.get_secret_value())}{note}"
-    if settings.mode == "minted" and settings.access_token is not None:
-        who = settings.customer_id or settings.external_customer_id
-        kind = token_kind(settings.access_token.get_secret_value())
-        return f"minted from POLAR_ACCESS_TOKEN ({kind}) for customer {who}"
-    return "none"
-
-
-async def _reachable(core: Core) -> bool:
-    # Any HTTP answer (even 401 without a token) proves Polar is reachable; nothing is sent but a GET.
-    try:
-        await core.catalog.client.probe(INTROSPECT_PATH)
-    except (httpx2.TransportError, TimeoutError):
-        return False
-    return True
+        return ExitCode.CONFIG
+    if health.failure is not None:
+        print(f"Session:   rejected — {for_the_shell(health.failure, core)}")
+        return exit_code(health.failure)
+    assert health.expires_at is not None
+    left = int((health.expires_at - datetime.now(UTC)).total_seconds())
+    renewal = " (renewed automatically)" if health.renews else ""
+    print(f"Session:   valid, expires {present.utc_iso(health.expires_at)} (in {max(left, 0) // 60} min){renewal}")
+    return ExitCode.OK
 
 
 def _print_json(model: BaseModel) -> None:
@@ -262,14 +209,38 @@ def _print_table(result: present.DownloadablesList, out: TextIO) -> None:
         return
     rows = [(item.name, item.size, item.mime_type or "", item.id) for item in result.items]
     headers = ("NAME", "SIZE", "TYPE", "ID")
-    widths = [min(60, max(len(h), *(len(r[i]) for r in rows))) for i, h in enumerate(headers)]
+    widths = [min(60, max(_width(h), *(_width(r[i]) for r in rows))) for i, h in enumerate(headers)]
     for row in (headers, *rows):
-        cells = [cell if len(cell) <= widths[i] else cell[: widths[i] - 1] + "…" for i, cell in enumerate(row)]
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip(), file=out)
+        cells = [_fit(cell, widths[i]) for i, cell in enumerate(row)]
+        print("  ".join(cells).rstrip(), file=out)
     files = "file" if result.total_count == 1 else "files"
     print(f"page {result.page} of {result.max_page} · {result.total_count} {files}", file=out)
     if result.has_more:
         print(f"more: --page {result.page + 1}, or --all", file=out)
+
+
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _width(text: str) -> int:
+    """Columns `text` takes in a terminal: wide (CJK) characters take two, combining marks none."""
+    return sum(_char_width(char) for char in text)
+
+
+def _fit(cell: str, width: int) -> str:
+    """`cell` cut with an ellipsis to at most `width` columns, then padded to exactly `width`."""
+    if _width(cell) > width:
+        kept, used = "", 0
+        for char in cell:
+            if used + _char_width(char) > width - 1:
+                break
+            kept += char
+            used += _char_width(char)
+        cell = kept + "…"
+    return cell + " " * (width - _width(cell))
 
 
 def _err(message: str) -> None:

@@ -26,9 +26,8 @@ import anyio
 import anyio.to_thread
 import httpx2
 
-from polar_mcp.catalog import BenefitName
-from polar_mcp.polar.models import Downloadable
-from polar_mcp.present import DownloadedFile, benefit_keys, human_size, sha256_hex
+from polar_mcp.failure import Failure
+from polar_mcp.present import human_size
 from polar_mcp.untrusted import clean_text
 
 logger = logging.getLogger(__name__)
@@ -82,12 +81,8 @@ class SavedFile:
     """True when an identical file was already there and nothing was fetched."""
 
 
-class DownloadError(Exception):
+class DownloadError(Failure):
     """A download that could not be completed; `message` is safe to show and says what to do next."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class _RetryableError(Exception):
@@ -518,27 +513,3 @@ def _storage_failure(status: int) -> str:
             "may have been withdrawn."
         )
     return f"The storage server answered {status}. Get a fresh link and try again."
-
-
-def request_for(item: Downloadable) -> DownloadRequest:
-    """What to fetch for a listing item: its current link, headers, name, size and checksum."""
-    return DownloadRequest(
-        url=item.file.download.url,
-        headers=dict(item.file.download.headers),
-        name=item.file.name,
-        size_bytes=item.file.size,
-        sha256=sha256_hex(item),
-    )
-
-
-def as_result(saved: SavedFile, benefit: BenefitName | None) -> DownloadedFile:
-    """The tool's and the CLI's structured result for a saved file."""
-    return DownloadedFile(
-        **benefit_keys(benefit),
-        path=str(saved.path),
-        name=saved.name,
-        size_bytes=saved.size_bytes,
-        sha256=saved.sha256,
-        verified=saved.verified,
-        skipped=saved.skipped,
-    )

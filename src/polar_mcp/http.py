@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from polar_mcp import __version__
 from polar_mcp.config import ConfigError, Settings, load_settings
-from polar_mcp.polar.sessions import bearer_session
+from polar_mcp.core import session_bearer
 from polar_mcp.server import build_server
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class BearerGate:
         if scope["type"] == "http" and str(scope["path"]).startswith(MCP_PATH):
             authorization = _header(scope, b"authorization")
             missing = authorization is None
-            if bearer_session(authorization) is None and not (missing and self._allow_missing):
+            if not session_bearer(authorization) and not (missing and self._allow_missing):
                 response = JSONResponse(
                     {
                         "error": "unauthorized",

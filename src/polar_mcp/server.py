@@ -1,25 +1,31 @@
-"""The MCP server: tool definitions and translation only; the work happens in catalog and present."""
+"""The MCP server: tool definitions and translation only; every rule lives in `core`.
+
+Each tool turns its arguments into one call of the core and words what comes back (or what failed)
+for a model: argument names, which tool gives a value, what to call next.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
 import httpx2
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from polar_mcp import __version__, present
-from polar_mcp.catalog import AmbiguousNameError, CatalogError, parse_benefit_ids
+from polar_mcp.catalog import AmbiguousNameError, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
 from polar_mcp.config import Settings
-from polar_mcp.polar.errors import AuthenticationError, PolarError
-from polar_mcp.polar.models import Downloadable
+from polar_mcp.core import ClientFactory, Core, open_core
+from polar_mcp.failure import Failure
+from polar_mcp.polar.errors import AuthenticationError
 from polar_mcp.polar.sessions import TokenSource
-from polar_mcp.runtime import ClientFactory, Core, open_core
+from polar_mcp.untrusted import clean_text
 
 INSTRUCTIONS = (
     "Tools for the files this customer bought on Polar.sh. list_downloadables shows files and ids "
@@ -62,6 +68,21 @@ def build_server(
     return server
 
 
+@dataclass(frozen=True)
+class _Caller:
+    """The core, and whose session a call uses (an HTTP caller's bearer, else the configured one)."""
+
+    core: Core
+    source: TokenSource
+
+
+def _caller(ctx: Context[Core, Any]) -> _Caller:
+    core = ctx.request_context.lifespan_context
+    return _Caller(core, core.source_for(ctx.headers))
+
+
+Caller = Annotated[_Caller, Resolve(_caller)]
+
 # Plain `str` with "" for "not given": the SDK pre-parses `str | None` arguments as JSON, so a file
 # named "null" or a query "[1]" would arrive as something else.
 ItemId = Annotated[str, Field(max_length=100, description="id (or file_id) from list_downloadables.")]
@@ -71,7 +92,7 @@ ItemName = Annotated[str, Field(max_length=300, description="File name, or a uni
 def _register_read_tools(server: MCPServer[Core]) -> None:
     @server.tool(title="List purchased files", annotations=READ_ONLY)
     async def list_downloadables(
-        ctx: Context[Core, Any],
+        me: Caller,
         benefit_id: Annotated[
             str | list[str] | None, Field(description="Benefit id(s) from list_downloadables, to narrow it.")
         ] = None,
@@ -82,75 +103,81 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
         ] = "",
     ) -> Annotated[CallToolResult, present.DownloadablesList]:
         """List the files this customer can download from Polar, with ids for get_download_link."""
-        core = ctx.request_context.lifespan_context
-        source = core.source_for(ctx.headers)
-        search = query.strip() or None
-        with _tool_errors(source):
-            benefit_ids = parse_benefit_ids([benefit_id] if isinstance(benefit_id, str) else benefit_id or [])
-            listing = await core.catalog.list(source, benefit_ids=benefit_ids, page=page, limit=limit, query=search)
-        result = present.downloadables_list(listing)
-        return _result(present.listing_text(result, query=search), result)
+        benefit_ids = [benefit_id] if isinstance(benefit_id, str) else benefit_id or []
+        with _tool_errors(me):
+            result = await me.core.list(me.source, benefit_ids=benefit_ids, page=page, limit=limit, query=query)
+        return _result(present.listing_text(result, query=query.strip() or None), result)
 
     @server.tool(title="Get a download link", annotations=READ_ONLY)
     async def get_download_link(
-        ctx: Context[Core, Any], downloadable_id: ItemId = "", name: ItemName = ""
+        me: Caller, downloadable_id: ItemId = "", name: ItemName = ""
     ) -> Annotated[CallToolResult, present.DownloadLink]:
         """Get a fresh signed download link for one file, by id or by name. The link expires."""
-        core = ctx.request_context.lifespan_context
-        source = core.source_for(ctx.headers)
-        link = await core.link(source, await _find(core, source, downloadable_id, name))
+        with _tool_errors(me):
+            item = await me.core.find(me.source, downloadable_id=downloadable_id, name=name)
+            link = await me.core.link(me.source, item)
         return _result(present.link_text(link), link)
 
 
 def _register_download_tool(server: MCPServer[Core]) -> None:
     @server.tool(title="Download a purchased file", annotations=WRITES_FILES)
     async def download_file(
+        me: Caller,
         ctx: Context[Core, Any],
         downloadable_id: ItemId = "",
         name: ItemName = "",
         overwrite: Annotated[bool, Field(description="Replace a different local file of the same name.")] = False,
     ) -> Annotated[CallToolResult, present.DownloadedFile]:
         """Save one file into the configured downloads folder, verified by size and SHA-256."""
-        from polar_mcp.download import DownloadError
+        with _tool_errors(me):
+            item = await me.core.find(me.source, downloadable_id=downloadable_id, name=name)
+            total = item.file.size
 
-        core = ctx.request_context.lifespan_context
-        source = core.source_for(ctx.headers)
-        item = await _find(core, source, downloadable_id, name)
-        total = item.file.size
+            async def progress(done: int, _: int) -> None:
+                await ctx.report_progress(done, total, f"{present.human_size(done)} of {present.human_size(total)}")
 
-        async def progress(done: int, _: int) -> None:
-            await ctx.report_progress(done, total, f"{present.human_size(done)} of {present.human_size(total)}")
-
-        try:
-            result = await core.save(source, item, overwrite=overwrite, progress=progress)
-        except DownloadError as error:
-            raise ToolError(error.message) from None
+            result = await me.core.save(me.source, item, overwrite=overwrite, progress=progress)
         return _result(present.downloaded_text(result), result)
 
 
-async def _find(core: Core, source: TokenSource, downloadable_id: str, name: str) -> Downloadable:
-    """The item a tool call names, with a link that has more than five minutes left."""
-    wanted_id, wanted_name = downloadable_id.strip() or None, name.strip() or None
-    if (wanted_id is None) == (wanted_name is None):
-        raise ToolError("Give exactly one of downloadable_id (from list_downloadables) or name.")
-    with _tool_errors(source):
-        item = await core.catalog.find(source, downloadable_id=wanted_id, name=wanted_name)
-    if not item.file.download.url:
-        raise ToolError("Polar sent no usable link for this file; try again in a minute.")
-    return item
-
-
 @contextmanager
-def _tool_errors(source: TokenSource) -> Generator[None]:
-    """Every failure becomes a ToolError whose text says what to do next."""
+def _tool_errors(me: _Caller) -> Generator[None]:
+    """Every expected failure becomes a ToolError worded for the model: what to do next."""
     try:
         yield
-    except AuthenticationError as error:
-        raise ToolError(f"{error.message} {source.renew_hint}") from None
-    except AmbiguousNameError as error:
-        raise ToolError(present.ambiguous_text(error.message, error.candidates)) from None
-    except (PolarError, CatalogError) as error:
-        raise ToolError(error.message) from None
+    except Failure as failure:
+        raise ToolError(for_the_model(failure, me.source)) from None
+
+
+def for_the_model(failure: Failure, source: TokenSource) -> str:
+    """A failure in the tools' terms: argument names, and which tool gives a value."""
+    if isinstance(failure, AuthenticationError):
+        return f"{failure.message} {source.renew_hint}"
+    if isinstance(failure, AmbiguousNameError):
+        head = f"{failure.matches} files match {clean_text(failure.wanted, 80)!r}; call again with downloadable_id."
+        return present.ambiguous_text(head, failure.candidates)
+    if isinstance(failure, ItemNotFoundError):
+        shown = clean_text(failure.wanted, 80)
+        if failure.by == "id":
+            return (
+                f"No downloadable has the id {shown!r} in this customer's catalog (it may have been "
+                "withdrawn). Call list_downloadables to see current ids, or pass name instead."
+            )
+        return (
+            f"No file name matches {shown!r}. Call list_downloadables (with query) to see the names and ids "
+            "of the files."
+        )
+    if isinstance(failure, InvalidArgumentError):
+        if failure.argument == "id_or_name":
+            return "Give exactly one of downloadable_id (from list_downloadables) or name."
+        if failure.argument == "benefit_id":
+            return (
+                f"benefit_id {clean_text(failure.wanted, 60)!r} is not a benefit id: use a benefit_id from "
+                "list_downloadables, or query to search by file or benefit name."
+            )
+    if isinstance(failure, NoUsableLinkError):
+        return "Polar sent no usable link for this file; try again in a minute."
+    return failure.message
 
 
 def _result(text: str, model: BaseModel) -> CallToolResult:

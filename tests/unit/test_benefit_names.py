@@ -35,6 +35,7 @@ from polar_payloads import (
 
 from polar_mcp import download, present
 from polar_mcp.catalog import NAMES_TTL, Catalog, ItemNotFoundError
+from polar_mcp.core import saved_result
 from polar_mcp.polar.errors import AuthenticationError
 
 pytestmark = pytest.mark.anyio
@@ -46,12 +47,6 @@ PRIVATE = "44444444-4444-4444-8444-444444444444"
 GRANTS_PAGE_1 = [("type", "downloadables"), ("page", "1"), ("limit", "100")]
 GRANTS_PAGE_2 = [("type", "downloadables"), ("page", "2"), ("limit", "100")]
 UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_failure_log(monkeypatch: pytest.MonkeyPatch) -> None:  # pyright: ignore[reportUnusedFunction]
-    """Each test sees the 'logged once' memory of a fresh process."""
-    monkeypatch.setattr("polar_mcp.catalog._logged_name_failures", set[str]())
 
 
 def shop() -> list[dict[str, Any]]:
@@ -248,8 +243,8 @@ async def test_a_downloaded_file_says_which_benefit_and_seller_it_is_from() -> N
         skipped=False,
     )
 
-    named = download.as_result(saved, names.get(BENEFIT_B))
-    unnamed = download.as_result(saved, names.get(PRIVATE))
+    named = saved_result(saved, names.get(BENEFIT_B))
+    unnamed = saved_result(saved, names.get(PRIVATE))
 
     assert named.model_dump(exclude_none=True) == {
         "path": "/downloads/01-futures-and-wakers.mp4",

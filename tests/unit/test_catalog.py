@@ -27,7 +27,7 @@ from polar_mcp.catalog import (
     AmbiguousNameError,
     BenefitName,
     Catalog,
-    CatalogError,
+    InvalidArgumentError,
     ItemNotFoundError,
     Listing,
 )
@@ -206,15 +206,16 @@ async def test_an_unknown_id_is_looked_up_in_the_whole_catalog_then_remembered()
 
 
 @pytest.mark.anyio
-async def test_an_id_in_no_listing_is_not_found_with_advice() -> None:
+async def test_an_id_in_no_listing_is_not_found_and_says_which_id() -> None:
     world = World(numbered(3))
 
     with pytest.raises(ItemNotFoundError) as raised:
         await world.catalog.find(session(), downloadable_id="nope-123")
 
-    assert raised.value.message == (
-        "No downloadable has the id 'nope-123' in this customer's catalog (it may have been withdrawn). "
-        "Call list_downloadables to see current ids, or pass name instead."
+    assert (raised.value.wanted, raised.value.by, raised.value.message) == (
+        "nope-123",
+        "id",
+        "No file has the id 'nope-123'.",
     )
 
 
@@ -305,7 +306,7 @@ async def test_a_name_matching_many_files_lists_at_most_ten_candidates() -> None
     with pytest.raises(AmbiguousNameError) as raised:
         await world.catalog.find(session(), name="chapter")
 
-    assert raised.value.message == "12 files match 'chapter'; call again with downloadable_id."
+    assert (raised.value.wanted, raised.value.matches) == ("chapter", 12)
     assert raised.value.candidates == [parsed(raw) for raw in items[:10]]
 
 
@@ -317,20 +318,18 @@ async def test_two_files_with_the_same_exact_name_are_ambiguous() -> None:
     with pytest.raises(AmbiguousNameError) as raised:
         await world.catalog.find(session(), name="book.pdf")
 
-    assert raised.value.message == "2 files match 'book.pdf'; call again with downloadable_id."
+    assert (raised.value.wanted, raised.value.matches) == ("book.pdf", 2)
     assert raised.value.candidates == [parsed(items[0]), parsed(items[1])]
 
 
 @pytest.mark.anyio
-async def test_a_name_matching_nothing_is_not_found_with_advice() -> None:
+async def test_a_name_matching_nothing_is_not_found_and_says_which_name() -> None:
     world = World(named("Guide.pdf"))
 
     with pytest.raises(ItemNotFoundError) as raised:
         await world.catalog.find(session(), name="  invoice\n")
 
-    assert raised.value.message == (
-        "No file name matches 'invoice'. Call list_downloadables (with query) to see the names and ids of the files."
-    )
+    assert (raised.value.wanted, raised.value.by) == ("invoice", "name")
 
 
 @pytest.mark.anyio
@@ -366,10 +365,10 @@ async def test_a_name_found_with_a_stale_link_is_refreshed_narrowly() -> None:
 async def test_a_lookup_needs_an_id_or_a_name() -> None:
     world = World([])
 
-    with pytest.raises(CatalogError) as raised:
+    with pytest.raises(InvalidArgumentError) as raised:
         await world.catalog.find(session())
 
-    assert raised.value.message == "Give downloadable_id or name."
+    assert raised.value.argument == "id_or_name"
     assert world.calls == 0
 
 
@@ -425,11 +424,11 @@ async def test_one_customers_name_snapshot_is_not_used_for_another() -> None:
 
 
 @pytest.mark.anyio
-async def test_all_items_is_the_whole_catalog_and_is_remembered() -> None:
+async def test_a_listing_without_a_limit_is_the_whole_catalog_and_is_remembered() -> None:
     items = numbered(150)
     world = World(items)
 
-    everything = await world.catalog.all_items(session())
+    everything = (await world.catalog.list(session(), limit=None)).items
     before = world.calls
     found = await world.catalog.find(session(), name="file-149.pdf")
 

@@ -10,17 +10,14 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast
 
+from polar_mcp.failure import Failure
 from polar_mcp.untrusted import clean_text
 
 
-class PolarError(Exception):
+class PolarError(Failure):
     """Base of every Polar failure; `message` is safe to show and says what to do next."""
 
     retryable: bool = False
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class ConfigurationError(PolarError):
