@@ -1,4 +1,4 @@
-"""GET /v1/customer-portal/benefit-grants/: where benefit names come from, per FACTS.md."""
+"""GET /v1/customer-portal/benefit-grants/: where benefit names come from, per docs/POLAR-API.md."""
 
 from __future__ import annotations
 

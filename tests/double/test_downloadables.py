@@ -1,4 +1,4 @@
-"""The downloadables listing: auth, pagination, validation, filters and order, as FACTS.md describes."""
+"""The downloadables listing: auth, pagination, validation, filters and order, as docs/POLAR-API.md describes."""
 
 from __future__ import annotations
 

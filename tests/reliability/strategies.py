@@ -37,7 +37,7 @@ OPENAPI = Path(__file__).parent.parent / "openapi" / "list-downloadables.openapi
 SCHEMAS: dict[str, Any] = json.loads(OPENAPI.read_text(encoding="utf-8"))["components"]["schemas"]
 PAGE_SCHEMA = "ListResource_DownloadableRead_"
 SERVICES: tuple[str, ...] = (*SCHEMAS["FileServiceTypes"]["enum"], "support_case_attachment")
-"""The excerpt's services, plus the one FACTS.md says Polar also sends."""
+"""The excerpt's services, plus the one Polar also sends (docs/POLAR-API.md, "File fields")."""
 
 LINK_PREFIX = "https://api.polar.sh/v1/customer-portal/downloadables/"
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")

@@ -318,7 +318,7 @@ def test_download_file_answers_any_arguments_with_a_clear_error_or_a_verified_fi
 
 # --- 2. Polar's payloads: parse or MalformedResponseError, then render ---------------------------------
 
-# FACTS.md: `service` takes values the excerpt's enum lacks, so the contract checked is the excerpt's
+# docs/POLAR-API.md: `service` takes values the excerpt's enum lacks, so the contract checked is the excerpt's
 # schema with that enum opened to any string.
 PAGE_VALIDATOR = jsonschema.Draft202012Validator(
     {

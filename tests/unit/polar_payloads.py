@@ -1,7 +1,7 @@
 """Polar-shaped payloads and a scriptable fake Polar for unit tests, behind `httpx2.MockTransport`.
 
 Items follow the `DownloadableRead` schema of the OpenAPI excerpt field for field; benefit grants and
-error bodies follow FACTS.md. Nothing here knows polar-mcp's internals: tests see it only through HTTP.
+error bodies follow docs/POLAR-API.md. Nothing here knows polar-mcp's internals: tests see it only through HTTP.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def page_body(items: Sequence[dict[str, Any]], *, total_count: int, limit: int) 
 def benefit_grant(
     number: int, benefit_id: str, description: str, seller: str, *, file_ids: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """One downloadables grant of `GET /v1/customer-portal/benefit-grants/`, shaped as FACTS.md says."""
+    """One downloadables grant of `GET /v1/customer-portal/benefit-grants/`, shaped as docs/POLAR-API.md says."""
     granted = "2026-02-10T12:00:00Z"
     return {
         "id": f"99990000-0000-4000-8000-{number:012d}",
