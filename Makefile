@@ -32,7 +32,7 @@ $(NODE_DIR)/.installed: Makefile
 node-tools: $(NODE_DIR)/.installed
 
 demo: install
-	$(BIN)/python -m polar_mcp.demo
+	$(BIN)/python -m polar_mcp.walkthrough
 
 lint: install
 	$(BIN)/ruff check .

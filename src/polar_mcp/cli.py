@@ -19,6 +19,7 @@ import anyio
 
 from polar_mcp import __version__
 from polar_mcp.config import OPTIONS, ConfigError, Settings, load_settings
+from polar_mcp.core import QUERY_HELP
 from polar_mcp.exit_codes import ExitCode
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = [_options_parser(suppress=True)]
     listing = commands.add_parser("list", parents=common, help="list the customer's files")
     listing.add_argument("--benefit-id", action="append", dest="benefit_ids", metavar="ID", help="repeatable")
-    listing.add_argument("--query", help="part of a file or benefit name; searches every page")
+    listing.add_argument("--query", help=QUERY_HELP)
     listing.add_argument("--page", type=int, default=1)
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--all", action="store_true", help="every file, all pages")

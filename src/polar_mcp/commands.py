@@ -97,7 +97,9 @@ def exit_code(failure: Failure) -> ExitCode:
         return ExitCode.AUTH
     if isinstance(failure, ItemNotFoundError | AmbiguousNameError):
         return ExitCode.NOT_FOUND
-    if isinstance(failure, RateLimitedError | ServerError | PolarTimeoutError | PolarConnectionError):
+    if isinstance(
+        failure, RateLimitedError | ServerError | PolarTimeoutError | PolarConnectionError | NoUsableLinkError
+    ):
         return ExitCode.UNAVAILABLE
     return ExitCode.FAILED
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from polar_mcp import __version__, present
 from polar_mcp.catalog import AmbiguousNameError, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
 from polar_mcp.config import Settings
-from polar_mcp.core import ClientFactory, Core, open_core
+from polar_mcp.core import QUERY_HELP, ClientFactory, Core, open_core
 from polar_mcp.failure import Failure
 from polar_mcp.polar.errors import AuthenticationError
 from polar_mcp.polar.sessions import TokenSource
@@ -98,9 +98,7 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
         ] = None,
         page: Annotated[int, Field(ge=1, le=100_000, description="Page number, from 1.")] = 1,
         limit: Annotated[int, Field(ge=1, le=100, description="Files per page.")] = 20,
-        query: Annotated[
-            str, Field(max_length=200, description="Part of a file or benefit name; searches every page.")
-        ] = "",
+        query: Annotated[str, Field(max_length=200, description=QUERY_HELP)] = "",
     ) -> Annotated[CallToolResult, present.DownloadablesList]:
         """List the files this customer can download from Polar, with ids for get_download_link."""
         benefit_ids = [benefit_id] if isinstance(benefit_id, str) else benefit_id or []

@@ -1,4 +1,4 @@
-"""`make demo`: a scripted session, through a real MCP client over stdio, against `polar-mcp --demo`.
+"""`make demo`: a scripted walkthrough, through a real MCP client over stdio, against `polar-mcp --demo`.
 
 It launches the server exactly as a host would, then does what a person would ask an assistant to
 do: see the tools, list the files, search by name, get a download link and download a file (into
