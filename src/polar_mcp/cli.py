@@ -121,10 +121,10 @@ def _serve(settings: Settings) -> int:
 
         try:
             check_bind(settings)
+            serve(settings)
         except ConfigError as error:
             print(f"polar-mcp: {error}", file=sys.stderr)
             return ExitCode.CONFIG
-        serve(settings)
         return ExitCode.OK
     from polar_mcp.server import build_server
 

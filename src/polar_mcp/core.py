@@ -98,9 +98,13 @@ class Core:
     catalog: Catalog
     configured: TokenSource
     _files: LazyClient
+    signed_in: Callable[[], TokenSource] | None = None
+    """Hosted sign-in: the signed-in buyer of the current request (the bearer is polar-mcp's own)."""
 
     def source_for(self, headers: Mapping[str, str] | None) -> TokenSource:
         """An HTTP caller's own bearer token if it sent one, else the configured source."""
+        if self.signed_in is not None:
+            return self.signed_in()
         bearer = bearer_session(headers.get("authorization")) if headers is not None else None
         if bearer is None:
             return self.configured
@@ -238,6 +242,7 @@ async def open_core(
     use_configured_token: bool = True,
     http_transport: httpx2.AsyncBaseTransport | None = None,
     make_client: ClientFactory | None = None,
+    signed_in: Callable[[], TokenSource] | None = None,
 ) -> AsyncGenerator[Core]:
     """Build the core; its HTTP clients are made on first use and closed on exit.
 
@@ -270,7 +275,7 @@ async def open_core(
             else PolarClient(http, timeout=settings.timeout, polar_version=settings.api_version)
         )
         configured = configured_source(settings, polar) if use_configured_token else BearerRequired()
-        yield Core(settings=settings, catalog=Catalog(polar), configured=configured, _files=files)
+        yield Core(settings=settings, catalog=Catalog(polar), configured=configured, _files=files, signed_in=signed_in)
     finally:
         with anyio.CancelScope(shield=True):
             await http.aclose()

@@ -6,13 +6,15 @@ for a model: argument names, which tool gives a value, what to call next.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
 import httpx2
 from mcp.server import MCPServer
+from mcp.server.auth.provider import OAuthAuthorizationServerProvider
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -42,11 +44,15 @@ def build_server(
     use_configured_token: bool = True,
     http_transport: httpx2.AsyncBaseTransport | None = None,
     make_client: ClientFactory | None = None,
+    signed_in: Callable[[], TokenSource] | None = None,
+    auth: AuthSettings | None = None,
+    auth_server_provider: OAuthAuthorizationServerProvider[Any, Any, Any] | None = None,
 ) -> MCPServer[Core]:
     """The MCP server for `settings`; tests inject an HTTP transport or a whole client factory.
 
     `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
-    request must bring its own.
+    request must bring its own. The hosted sign-in passes its OAuth settings and provider, and
+    `signed_in`, which gives the session source of the buyer a request's access token belongs to.
     """
 
     @asynccontextmanager
@@ -56,11 +62,19 @@ def build_server(
             use_configured_token=use_configured_token,
             http_transport=http_transport,
             make_client=make_client,
+            signed_in=signed_in,
         ) as core:
             yield core
 
     instructions = INSTRUCTIONS + ("" if settings.disable_download else DOWNLOAD_INSTRUCTIONS)
-    server: MCPServer[Core] = MCPServer("polar-mcp", version=__version__, instructions=instructions, lifespan=lifespan)
+    server: MCPServer[Core] = MCPServer(
+        "polar-mcp",
+        version=__version__,
+        instructions=instructions,
+        lifespan=lifespan,
+        auth=auth,
+        auth_server_provider=auth_server_provider,
+    )
     _register_read_tools(server)
     if not settings.disable_download:
         _register_download_tool(server)

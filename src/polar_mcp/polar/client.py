@@ -230,17 +230,21 @@ class PolarClient:
         method: str,
         path: str,
         *,
-        token: SecretStr,
+        token: SecretStr | None,
         params: Sequence[tuple[str, str]] | None = None,
         json_body: dict[str, Any] | None = None,
         deadline: float | None = None,
     ) -> bytes:
-        """Send one logical request with retries; return the body of the 2xx answer."""
+        """Send one logical request with retries; return the body of the 2xx answer.
+
+        `token=None` sends no credentials (Polar's public endpoints)."""
         deadline = deadline if deadline is not None else self._clock() + self._timeout
-        headers = {"Authorization": f"Bearer {token.get_secret_value()}", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         if self._polar_version:
             headers["Polar-Version"] = self._polar_version
-        limiter = self._limiter_for(token)
+        limiter = self._limiter_for(token or SecretStr(""))
         attempt = 0
         while True:
             try:

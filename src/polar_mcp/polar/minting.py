@@ -65,7 +65,13 @@ class CustomerRef:
 
 
 class MintError(ConfigurationError):
-    """Minting failed for a reason only a configuration change fixes."""
+    """Minting failed for a reason only a configuration change fixes.
+
+    `customer_unknown`: Polar has no such customer (any more): the seller removed it."""
+
+    def __init__(self, message: str, *, customer_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.customer_unknown = customer_unknown
 
 
 class MintedSession:
@@ -163,6 +169,7 @@ class MintedSession:
         if "customer" in text:
             return MintError(
                 f"Polar has no customer for {self._customer.describe()}; check the id in the Polar dashboard "
-                "(POLAR_CUSTOMER_ID is Polar's id, POLAR_EXTERNAL_CUSTOMER_ID your own)."
+                "(POLAR_CUSTOMER_ID is Polar's id, POLAR_EXTERNAL_CUSTOMER_ID your own).",
+                customer_unknown=True,
             )
         return MintError(f"Polar refused to create a customer session for {self._customer.describe()}: {error.message}")

@@ -121,3 +121,30 @@ class CustomerSessionCreated(_Lenient):
 
     token: SecretStr
     expires_at: UTCDateTime
+
+
+class CustomerMatch(_Lenient):
+    """A customer of `GET /v1/customers/`: who the seller knows by an e-mail."""
+
+    id: str
+    email: str
+    name: str | None = None
+    type: str | None = None
+    organization_id: str | None = None
+
+
+class CustomersPage(_Lenient):
+    items: list[CustomerMatch]
+    pagination: Pagination
+
+
+class PublicOrganization(_Lenient):
+    """The organization of `GET /v1/customer-portal/organizations/{slug}` (its name and id)."""
+
+    id: str
+    name: str
+    slug: str
+
+
+class PortalOrganization(_Lenient):
+    organization: PublicOrganization

@@ -1,0 +1,45 @@
+"""The seller's side of Polar: its organization by slug, and its customers by e-mail or id.
+
+Used by the hosted sign-in only. Every call here but the organization lookup (public, no token)
+carries the organization token, which never appears in a message.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from pydantic import SecretStr
+
+from polar_mcp.polar.client import PolarClient, parse_json
+from polar_mcp.polar.errors import NotFoundError
+from polar_mcp.polar.models import CustomerMatch, CustomersPage, PortalOrganization, PublicOrganization
+
+CUSTOMERS_PATH = "/v1/customers/"
+PORTAL_ORGANIZATION_PATH = "/v1/customer-portal/organizations/"
+MAX_MATCHES = 100
+"""More customers than this for one e-mail is not a choice a person can make on a page."""
+
+
+async def organization_by_slug(client: PolarClient, slug: str) -> PublicOrganization:
+    """The organization whose portal address ends in `slug` (Polar's public portal endpoint)."""
+    body = await client.request("GET", PORTAL_ORGANIZATION_PATH + quote(slug, safe=""), token=None)
+    return parse_json(body, PortalOrganization).organization
+
+
+async def customers_by_email(client: PolarClient, organization_token: SecretStr, email: str) -> list[CustomerMatch]:
+    """The organization's customers whose e-mail is exactly `email` (letter case aside)."""
+    body = await client.request(
+        "GET", CUSTOMERS_PATH, token=organization_token, params=[("email", email), ("limit", str(MAX_MATCHES))]
+    )
+    page = parse_json(body, CustomersPage)
+    wanted = email.strip().lower()
+    return [customer for customer in page.items if customer.email.strip().lower() == wanted]
+
+
+async def customer_exists(client: PolarClient, organization_token: SecretStr, customer_id: str) -> bool:
+    """Whether the organization still has this customer (a removed one answers 404)."""
+    try:
+        await client.request("GET", CUSTOMERS_PATH + quote(customer_id, safe=""), token=organization_token)
+    except NotFoundError:
+        return False
+    return True

@@ -1,0 +1,288 @@
+"""Real parts for the hosted sign-in tests: an SMTP server, Polar (the double), the server, a browser.
+
+Everything runs over loopback. The SMTP server is aiosmtpd on a free port chosen first; Polar is the
+embedded double, with a small loopback stand-in for the two seller endpoints it does not serve yet
+(`GET /v1/customers/` and the public organization lookup) mounted in front of it on one origin.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+from aiosmtpd.controller import Controller
+from mcp.client.auth import OAuthClientProvider
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from pydantic import AnyUrl
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from polar_mcp.config import load_settings
+from polar_mcp.double.app import create_app
+from polar_mcp.double.runner import ServingThread
+from polar_mcp.double.store import CUSTOMER_SESSIONS_WRITE, Store
+from polar_mcp.hosted.app import SigninGate, build_signin_app
+from polar_mcp.hosted.service import Limits
+
+HOSTED_ORG_TOKEN = "polar_oat_hosted_test_sessions_and_customers"  # noqa: S105 - a test credential
+SECRET_KEY = "k" * 40
+SELLER_SLUG = "ferris-press"
+SELLER_NAME = "Ferris Press"
+ADA_EMAIL = "ada@example.com"
+GRACE_EMAIL = "grace@example.com"
+REDIRECT_URI = "http://127.0.0.1:9/callback"
+CODE_PATTERN = re.compile(r"^ +([A-Z0-9]{6})\r?$", re.MULTILINE)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class FakeClock:
+    """Wall-clock seconds that start now and move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Mailbox:
+    """What the SMTP server received: aiosmtpd's handler (its `handle_DATA`)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        with self._lock:
+            self.messages.append(message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[Message]:
+        with self._lock:
+            return [message for message in self.messages if message["To"] == address]
+
+    def code_for(self, address: str) -> str:
+        """The code in the latest message to `address`."""
+        body = self.to(address)[-1].get_payload(decode=True)
+        assert isinstance(body, bytes)
+        match = CODE_PATTERN.search(body.decode())
+        assert match is not None, body
+        return match.group(1)
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[str, Mailbox]]:
+    """A real SMTP server on loopback; yields its smtp:// URL and the mailbox."""
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{port}", mailbox
+    finally:
+        controller.stop()
+
+
+def _seller_endpoints(store: Store) -> list[Route]:
+    """`GET /v1/customers/` and `GET /v1/customer-portal/organizations/{slug}` as Polar answers them."""
+
+    def organization_of(request: Request) -> str | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        found = store.org_tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        return found.organization_id if found is not None and "customers:read" in found.scopes else None
+
+    async def customers(request: Request) -> Response:
+        organization_id = organization_of(request)
+        if organization_id is None:
+            return JSONResponse({"error": "insufficient_scope", "detail": "customers:read"}, status_code=403)
+        email = request.query_params.get("email")
+        items = [
+            {
+                "id": customer.id,
+                "email": customer.email,
+                "name": customer.name,
+                "type": customer.type,
+                "organization_id": customer.organization_id,
+            }
+            for customer in store.customers.values()
+            if customer.organization_id == organization_id
+            and (email is None or customer.email.lower() == email.lower())
+        ]
+        limit = int(request.query_params.get("limit", "10"))
+        return JSONResponse({"items": items[:limit], "pagination": {"total_count": len(items), "max_page": 1}})
+
+    async def organization(request: Request) -> Response:
+        for org in store.organizations.values():
+            if org.slug == request.path_params["slug"]:
+                return JSONResponse({"organization": {"id": org.id, "name": org.name, "slug": org.slug}, "products": []})
+        return JSONResponse({"error": "ResourceNotFound", "detail": "Not found"}, status_code=404)
+
+    return [
+        Route("/v1/customers/", customers, methods=["GET"]),
+        Route("/v1/customer-portal/organizations/{slug}", organization, methods=["GET"]),
+    ]
+
+
+@contextmanager
+def polar_server(store: Store) -> Iterator[str]:
+    """The double and the seller endpoints on one loopback origin; yields its base URL."""
+    press = next(org for org in store.organizations.values() if org.slug == SELLER_SLUG)
+    store.add_org_token(
+        HOSTED_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, "customers:read")
+    )
+    app = Starlette(routes=[*_seller_endpoints(store), Mount("/", app=create_app(store))])
+    serving = ServingThread(app)
+    try:
+        yield serving.base_url
+    finally:
+        serving.stop()
+
+
+def hosted_env(polar_url: str, smtp_url: str, database: str, public_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "POLAR_API_URL": polar_url,
+        "POLAR_MCP_TIMEOUT": "10",
+        "POLAR_MCP_TRANSPORT": "http",
+        "POLAR_MCP_AUTH": "signin",
+        "POLAR_ORGANIZATION": SELLER_SLUG,
+        "POLAR_ACCESS_TOKEN": HOSTED_ORG_TOKEN,
+        "POLAR_MCP_PUBLIC_URL": public_url,
+        "POLAR_MCP_SECRET_KEY": SECRET_KEY,
+        "POLAR_MCP_SMTP_URL": smtp_url,
+        "POLAR_MCP_MAIL_FROM": "Ferris Press files <files@example.com>",
+        "POLAR_MCP_DATABASE_URL": f"sqlite:///{database}",
+        **extra,
+    }
+
+
+@dataclass
+class RunningHosted:
+    base_url: str
+    gate: SigninGate
+    serving: ServingThread
+
+    @property
+    def mcp_url(self) -> str:
+        return self.base_url + "/mcp"
+
+    def stop(self) -> None:
+        self.serving.stop()
+
+
+@contextmanager
+def hosted_server(env: dict[str, str], clock: FakeClock, limits: Limits | None = None) -> Iterator[RunningHosted]:
+    """The signin app on the port its POLAR_MCP_PUBLIC_URL names (127.0.0.1), lifespan included."""
+    port = int(urlsplit(env["POLAR_MCP_PUBLIC_URL"]).port or 0)
+    gate = build_signin_app(load_settings(env), clock=clock, limits=limits)
+    serving = ServingThread(gate, port=port, lifespan="on")
+    try:
+        yield RunningHosted(serving.base_url, gate, serving)
+    finally:
+        serving.stop()
+
+
+class MemoryStorage:
+    """The client's token storage (the SDK's `TokenStorage` protocol), in memory."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client_info: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client_info
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client_info = client_info
+
+
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+def csrf_of(page: httpx2.Response) -> str:
+    match = CSRF.search(page.text)
+    assert match is not None, page.text
+    return match.group(1)
+
+
+@dataclass
+class Browser:
+    """A person at a browser: follows the authorization URL through the sign-in page and allows."""
+
+    http: httpx2.AsyncClient
+    mailbox: Mailbox
+    email: str
+    choose: str | None = None
+    pages: list[httpx2.Response] = field(default_factory=list[httpx2.Response])
+    landed: str | None = None
+
+    async def open(self, authorization_url: str) -> None:
+        started = await self.http.get(authorization_url)
+        assert started.status_code == 302, started.text
+        page_url = started.headers["location"]
+        page = await self.get(page_url)
+        page = await self.post(page_url, page, action="email", email=self.email)
+        page = await self.post(page_url, page, action="code", code=self.mailbox.code_for(self.email))
+        if self.choose is not None:
+            page = await self.post(page_url, page, action="choose", customer=self.choose)
+        done = await self.post(page_url, page, action="allow")
+        assert done.status_code == 303, done.text
+        self.landed = done.headers["location"]
+
+    async def get(self, url: str) -> httpx2.Response:
+        page = await self.http.get(url)
+        self.pages.append(page)
+        return page
+
+    async def post(self, url: str, page: httpx2.Response, **form: str) -> httpx2.Response:
+        answer = await self.http.post(url, data={"csrf": csrf_of(page), **form})
+        self.pages.append(answer)
+        return answer
+
+    async def callback(self) -> AuthorizationCodeResult:
+        assert self.landed is not None
+        query = parse_qs(urlsplit(self.landed).query)
+        return AuthorizationCodeResult(
+            code=query["code"][0], state=query.get("state", [None])[0], iss=query.get("iss", [None])[0]
+        )
+
+
+def oauth_for(server_url: str, browser: Browser, storage: MemoryStorage | None = None) -> OAuthClientProvider:
+    """The SDK's own OAuth client, registering as "Test Assistant" with a loopback redirect."""
+    return OAuthClientProvider(
+        server_url=server_url,
+        client_metadata=OAuthClientMetadata(
+            client_name="Test Assistant",
+            redirect_uris=[AnyUrl(REDIRECT_URI)],
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+        ),
+        storage=storage or MemoryStorage(),
+        redirect_handler=browser.open,
+        callback_handler=browser.callback,
+    )
