@@ -38,8 +38,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(clock: FakeClock) -> Store:
-    return demo_store(clock=clock)
+def polar_clock() -> FakeClock:
+    """Polar's own time (the double's), apart from the server's: sessions expire at Polar."""
+    return FakeClock()
+
+
+@pytest.fixture
+def store(polar_clock: FakeClock) -> Store:
+    return demo_store(clock=polar_clock)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
+import uvicorn
 from aiosmtpd.controller import Controller
 from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
@@ -175,30 +176,56 @@ def hosted_env(polar_url: str, smtp_url: str, database: str, public_url: str, **
     }
 
 
+class _ReadyServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.ready.set()
+
+
 @dataclass
 class RunningHosted:
     base_url: str
     gate: SigninGate
-    serving: ServingThread
 
     @property
     def mcp_url(self) -> str:
         return self.base_url + "/mcp"
 
-    def stop(self) -> None:
-        self.serving.stop()
-
 
 @contextmanager
 def hosted_server(env: dict[str, str], clock: FakeClock, limits: Limits | None = None) -> Iterator[RunningHosted]:
-    """The signin app on the port its POLAR_MCP_PUBLIC_URL names (127.0.0.1), lifespan included."""
+    """The signin app on the port its POLAR_MCP_PUBLIC_URL names, started and stopped as uvicorn does
+    in production: the lifespan runs both ways (the database is closed before a restart)."""
     port = int(urlsplit(env["POLAR_MCP_PUBLIC_URL"]).port or 0)
     gate = build_signin_app(load_settings(env), clock=clock, limits=limits)
-    serving = ServingThread(gate, port=port, lifespan="on")
+    config = uvicorn.Config(
+        gate,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        http="h11",
+        ws="none",
+        loop="asyncio",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = _ReadyServer(config)
+    thread = threading.Thread(target=server.run, name="hosted-server", daemon=True)
+    thread.start()
     try:
-        yield RunningHosted(serving.base_url, gate, serving)
+        if not server.ready.wait(15) or not server.started:
+            raise RuntimeError("the hosted server did not start")
+        yield RunningHosted(f"http://127.0.0.1:{port}", gate)
     finally:
-        serving.stop()
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 class MemoryStorage:

@@ -8,13 +8,15 @@ is exactly one the app registered, and a raw Polar session bearer gets a 401 tha
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import anyio
 import httpx2
@@ -176,7 +178,31 @@ class SigninGate:
         if path == "/authorize" and method in ("GET", "POST"):
             await self._authorize(scope, receive, send)
             return
+        if path in ("/token", "/revoke") and method == "POST":
+            await self._client_credentials(scope, receive, send)
+            return
         await self.app(scope, receive, send)
+
+    async def _client_credentials(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Client secrets are stored as digests: the one an app presents is digested before the SDK
+        compares it, in the form body (client_secret_post) or the Basic header (client_secret_basic)."""
+        body = await _read_body(receive, MAX_REGISTRATION)
+        if body is None:
+            await JSONResponse({"error": "invalid_request"}, status_code=413)(scope, receive, send)
+            return
+        digest = functools.partial(self.hosted.keys.digest, "client")
+        form = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
+        body = urlencode([(key, digest(value) if key == "client_secret" else value) for key, value in form]).encode()
+        headers: list[tuple[bytes, bytes]] = []
+        for key, value in scope["headers"]:
+            name = bytes(key).lower()
+            if name == b"content-length":
+                continue
+            if name == b"authorization":
+                value = _digest_basic(bytes(value), digest)
+            headers.append((name, bytes(value)))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.app({**scope, "headers": headers}, _replay(body), send)
 
     async def _refuse_session_bearer(self, scope: Scope, receive: Receive, send: Send) -> None:
         description = "This server signs buyers in itself: connect without a Polar session token and sign in."
@@ -246,6 +272,20 @@ class SigninGate:
             },
         )
         await response(scope, receive, send)
+
+
+def _digest_basic(header: bytes, digest: Callable[[str], str]) -> bytes:
+    scheme, _, encoded = header.decode("latin-1").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return header
+    try:
+        client_id, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return header
+    if not sep:
+        return header
+    credentials = f"{client_id}:{quote(digest(unquote(secret)), safe='')}"
+    return b"Basic " + base64.b64encode(credentials.encode())
 
 
 def _raw_session_bearer(scope: Scope) -> bool:

@@ -106,8 +106,14 @@ class SigninProvider:
                 )
         if client_info.client_name is not None and len(client_info.client_name) > MAX_CLIENT_NAME:
             raise RegistrationError("invalid_client_metadata", f"client_name is longer than {MAX_CLIENT_NAME}")
+        # The app keeps its secret; the store keeps a digest, which the gate compares (see app.py).
+        stored = client_info.model_copy(
+            update={"client_secret": self._hosted.keys.digest("client", client_info.client_secret)}
+            if client_info.client_secret is not None
+            else {}
+        )
         await self._hosted.store.add_client(
-            client_info.client_id, client_info.model_dump_json(exclude_none=True), uris, self._hosted.clock()
+            client_info.client_id, stored.model_dump_json(exclude_none=True), uris, self._hosted.clock()
         )
         logger.info("registered OAuth client %s (%s)", client_info.client_id, client_info.client_name or "no name")
 
