@@ -7,6 +7,8 @@ embedded double, with a small loopback stand-in for the two seller endpoints it 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import socket
 import threading
@@ -37,7 +39,7 @@ from polar_mcp.double.store import CUSTOMER_SESSIONS_WRITE, Store
 from polar_mcp.hosted.app import SigninGate, build_signin_app
 from polar_mcp.hosted.service import Limits
 
-HOSTED_ORG_TOKEN = "polar_oat_hosted_test_sessions_and_customers"  # noqa: S105 - a test credential
+HOSTED_ORG_TOKEN = "polar_oat_hosted_test_sessions_and_customers"
 SECRET_KEY = "k" * 40
 SELLER_SLUG = "ferris-press"
 SELLER_NAME = "Ferris Press"
@@ -135,7 +137,9 @@ def _seller_endpoints(store: Store) -> list[Route]:
     async def organization(request: Request) -> Response:
         for org in store.organizations.values():
             if org.slug == request.path_params["slug"]:
-                return JSONResponse({"organization": {"id": org.id, "name": org.name, "slug": org.slug}, "products": []})
+                return JSONResponse(
+                    {"organization": {"id": org.id, "name": org.name, "slug": org.slug}, "products": []}
+                )
         return JSONResponse({"error": "ResourceNotFound", "detail": "Not found"}, status_code=404)
 
     return [
@@ -148,9 +152,7 @@ def _seller_endpoints(store: Store) -> list[Route]:
 def polar_server(store: Store) -> Iterator[str]:
     """The double and the seller endpoints on one loopback origin; yields its base URL."""
     press = next(org for org in store.organizations.values() if org.slug == SELLER_SLUG)
-    store.add_org_token(
-        HOSTED_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, "customers:read")
-    )
+    store.add_org_token(HOSTED_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, "customers:read"))
     app = Starlette(routes=[*_seller_endpoints(store), Mount("/", app=create_app(store))])
     serving = ServingThread(app)
     try:
@@ -312,4 +314,102 @@ def oauth_for(server_url: str, browser: Browser, storage: MemoryStorage | None =
         storage=storage or MemoryStorage(),
         redirect_handler=browser.open,
         callback_handler=browser.callback,
+    )
+
+
+VERIFIER = "a-pkce-verifier-long-enough-to-be-valid-0123456789-abcdefghijklmnop"
+
+
+def challenge_of(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+
+
+async def register(http: httpx2.AsyncClient, base: str, **metadata: Any) -> dict[str, Any]:
+    """A dynamic registration (RFC 7591); a public client with one loopback redirect unless told."""
+    body = {
+        "client_name": "Test Assistant",
+        "redirect_uris": [REDIRECT_URI],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        **metadata,
+    }
+    answer = await http.post(base + "/register", json=body)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+async def start(http: httpx2.AsyncClient, base: str, client_id: str, **overrides: str | None) -> httpx2.Response:
+    """GET /authorize as an app's browser would, with PKCE S256; `None` leaves a parameter out."""
+    params: dict[str, str | None] = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT_URI,
+        "code_challenge": challenge_of(VERIFIER),
+        "code_challenge_method": "S256",
+        "state": "the-apps-state",
+        **overrides,
+    }
+    return await http.get(base + "/authorize", params={k: v for k, v in params.items() if v is not None})
+
+
+async def sign_in(
+    http: httpx2.AsyncClient,
+    base: str,
+    mailbox: Mailbox,
+    client_id: str,
+    email: str = ADA_EMAIL,
+    **overrides: str | None,
+) -> str:
+    """The whole browser step for `email`; the authorization code the app receives."""
+    started = await start(http, base, client_id, **overrides)
+    assert started.status_code == 302, started.text
+    page_url = started.headers["location"]
+    page = await http.get(page_url)
+    page = await http.post(page_url, data={"csrf": csrf_of(page), "action": "email", "email": email})
+    page = await http.post(page_url, data={"csrf": csrf_of(page), "action": "code", "code": mailbox.code_for(email)})
+    done = await http.post(page_url, data={"csrf": csrf_of(page), "action": "allow"})
+    assert done.status_code == 303, done.text
+    query = parse_qs(urlsplit(done.headers["location"]).query)
+    return query["code"][0]
+
+
+async def exchange(
+    http: httpx2.AsyncClient, base: str, client_id: str, code: str, **overrides: str | None
+) -> httpx2.Response:
+    form: dict[str, str | None] = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "client_id": client_id,
+        "code_verifier": VERIFIER,
+        **overrides,
+    }
+    return await http.post(base + "/token", data={k: v for k, v in form.items() if v is not None})
+
+
+async def refresh(http: httpx2.AsyncClient, base: str, client_id: str, token: str) -> httpx2.Response:
+    return await http.post(
+        base + "/token", data={"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id}
+    )
+
+
+async def tools_list(http: httpx2.AsyncClient, mcp_url: str, access_token: str) -> httpx2.Response:
+    """One MCP request with a bearer, as a host sends it (the 2025-11-25 handshake's first call)."""
+    return await http.post(
+        mcp_url,
+        headers={
+            "Authorization": f"Bearer {access_token}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        },
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"},
+            },
+        },
     )

@@ -8,8 +8,6 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-
-from polar_mcp.double.store import Store
 from tests.hosted.support import (
     ADA_EMAIL,
     SELLER_NAME,
@@ -21,6 +19,8 @@ from tests.hosted.support import (
     hosted_server,
     oauth_for,
 )
+
+from polar_mcp.double.store import Store
 
 pytestmark = pytest.mark.anyio
 

@@ -192,7 +192,11 @@ class SigninGate:
             return
         digest = functools.partial(self.hosted.keys.digest, "client")
         form = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
-        body = urlencode([(key, digest(value) if key == "client_secret" else value) for key, value in form]).encode()
+        fields = [(key, digest(value) if key == "client_secret" and value else value) for key, value in form]
+        if scope["path"] == "/revoke" and not any(key == "client_secret" for key, _ in fields):
+            # The SDK's revocation request requires the field even from public clients (RFC 7009 does not).
+            fields.append(("client_secret", ""))
+        body = urlencode(fields).encode()
         headers: list[tuple[bytes, bytes]] = []
         for key, value in scope["headers"]:
             name = bytes(key).lower()
