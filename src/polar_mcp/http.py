@@ -148,4 +148,14 @@ def serve(settings: Settings) -> None:
     else:
         app = build_http_app(settings, use_configured_token=settings.allow_configured_token)
     logger.info("serving MCP at http://%s:%d%s", settings.host, settings.port, MCP_PATH)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")
+    # In signin mode polar-mcp reads X-Forwarded-For itself, from POLAR_MCP_TRUSTED_PROXIES only;
+    # uvicorn's own proxy handling would believe any loopback peer.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=settings.auth != "signin",
+    )

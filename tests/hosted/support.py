@@ -217,6 +217,7 @@ def hosted_server(env: dict[str, str], clock: FakeClock, limits: Limits | None =
         loop="asyncio",
         lifespan="on",
         timeout_graceful_shutdown=5,
+        proxy_headers=False,  # as `polar-mcp --auth signin` runs it: X-Forwarded-For is polar-mcp's to judge
     )
     server = _ReadyServer(config)
     thread = threading.Thread(target=server.run, name="hosted-server", daemon=True)
