@@ -451,9 +451,7 @@ class Store:
                 .where(families.c.customer_id == customer_id, families.c.revoked.is_(False))
                 .values(revoked=True)
             )
-            live = families.c.family_id.in_(
-                sa.select(families.c.family_id).where(families.c.customer_id == customer_id)
-            )
+            live = tokens.c.family_id.in_(sa.select(families.c.family_id).where(families.c.customer_id == customer_id))
             await db.execute(sa.delete(tokens).where(live))
         return int(result.rowcount)
 
