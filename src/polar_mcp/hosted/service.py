@@ -22,7 +22,7 @@ from polar_mcp.hosted.keys import Keys
 from polar_mcp.hosted.mail import Mailer
 from polar_mcp.hosted.options import HostedOptions, Seller, check_services
 from polar_mcp.hosted.provider import Lifetimes
-from polar_mcp.hosted.store import Store
+from polar_mcp.hosted.store import DatabaseError, Store
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.errors import ConfigurationError
 from polar_mcp.polar.minting import CustomerRef, MintedSession, MintError
@@ -97,7 +97,10 @@ class Hosted:
 
     async def start(self) -> None:
         """Open and migrate the database, then prove every service; `ConfigError` lists what is wrong."""
-        self._store = await Store.open(self.options.database_url)
+        try:
+            self._store = await Store.open(self.options.database_url)
+        except DatabaseError as error:
+            raise ConfigError(f"Cannot start signin: {error}") from None
         seller, problems = await check_services(self.options, self.polar, self.mailer)
         if problems or seller is None:
             await self.stop()

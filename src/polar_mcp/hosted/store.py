@@ -200,7 +200,10 @@ class Store:
         store = cls(engine)
         try:
             await store.migrate()
-        except SQLAlchemyError as error:
+        except DatabaseError:
+            await engine.dispose()
+            raise
+        except (SQLAlchemyError, OSError) as error:
             await engine.dispose()
             raise DatabaseError(f"POLAR_MCP_DATABASE_URL: cannot use the database ({type(error).__name__})") from None
         return store
