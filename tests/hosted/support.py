@@ -24,8 +24,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2
 import uvicorn
 from aiosmtpd.controller import Controller
+from mcp import Client
 from mcp.client.auth import OAuthClientProvider
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.types import CallToolResult
 from pydantic import AnyUrl
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,6 +43,7 @@ from polar_mcp.hosted.app import SigninGate, build_signin_app
 from polar_mcp.hosted.service import Limits
 
 HOSTED_ORG_TOKEN = "polar_oat_hosted_test_sessions_and_customers"
+NO_MEMBERS_ORG_TOKEN = "polar_oat_hosted_test_without_members_read"
 SECRET_KEY = "k" * 40
 SELLER_SLUG = "ferris-press"
 SELLER_NAME = "Ferris Press"
@@ -109,10 +113,23 @@ def smtp_server() -> Iterator[tuple[str, Mailbox]]:
 def _seller_endpoints(store: Store) -> list[Route]:
     """`GET /v1/customers/` and `GET /v1/customer-portal/organizations/{slug}` as Polar answers them."""
 
-    def organization_of(request: Request) -> str | None:
+    def organization_of(request: Request, scope: str = "customers:read") -> str | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         found = store.org_tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-        return found.organization_id if found is not None and "customers:read" in found.scopes else None
+        return found.organization_id if found is not None and scope in found.scopes else None
+
+    async def members(request: Request) -> Response:
+        organization_id = organization_of(request, "members:read")
+        if organization_id is None:
+            return JSONResponse({"error": "insufficient_scope", "detail": "members:read"}, status_code=403)
+        customer_id = request.query_params.get("customer_id")
+        items = [
+            {"id": member.id, "customer_id": member.customer_id, "email": member.email, "role": member.role}
+            for member in store.members.values()
+            if member.customer_id == customer_id
+            and store.customers[member.customer_id].organization_id == organization_id
+        ]
+        return JSONResponse({"items": items, "pagination": {"total_count": len(items), "max_page": 1}})
 
     async def customers(request: Request) -> Response:
         organization_id = organization_of(request)
@@ -144,6 +161,7 @@ def _seller_endpoints(store: Store) -> list[Route]:
 
     return [
         Route("/v1/customers/", customers, methods=["GET"]),
+        Route("/v1/members/", members, methods=["GET"]),
         Route("/v1/customer-portal/organizations/{slug}", organization, methods=["GET"]),
     ]
 
@@ -152,7 +170,12 @@ def _seller_endpoints(store: Store) -> list[Route]:
 def polar_server(store: Store) -> Iterator[str]:
     """The double and the seller endpoints on one loopback origin; yields its base URL."""
     press = next(org for org in store.organizations.values() if org.slug == SELLER_SLUG)
-    store.add_org_token(HOSTED_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, "customers:read"))
+    store.add_org_token(
+        HOSTED_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, "customers:read", "members:read")
+    )
+    store.add_org_token(
+        NO_MEMBERS_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, "customers:read")
+    )
     app = Starlette(routes=[*_seller_endpoints(store), Mount("/", app=create_app(store))])
     serving = ServingThread(app)
     try:
@@ -414,3 +437,12 @@ async def tools_list(http: httpx2.AsyncClient, mcp_url: str, access_token: str) 
             },
         },
     )
+
+
+async def list_files(mcp_url: str, access_token: str) -> CallToolResult:
+    """`list_downloadables` through the SDK's client with a bearer the test holds."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {access_token}"}, timeout=30) as http,
+        Client(streamable_http_client(mcp_url, http_client=http)) as client,
+    ):
+        return await client.call_tool("list_downloadables", {})

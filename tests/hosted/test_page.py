@@ -10,6 +10,7 @@ import httpx2
 import pytest
 from tests.hosted.support import (
     ADA_EMAIL,
+    NO_MEMBERS_ORG_TOKEN,
     SELLER_NAME,
     FakeClock,
     Mailbox,
@@ -17,6 +18,7 @@ from tests.hosted.support import (
     csrf_of,
     exchange,
     hosted_server,
+    list_files,
     register,
     start,
 )
@@ -288,3 +290,46 @@ async def test_healthz_checks_the_database(http: httpx2.AsyncClient, server: Run
 
     assert answer.status_code == 200
     assert answer.json()["status"] == "ok"
+
+
+def _team(store: Store, email: str) -> tuple[str, str]:
+    """A team customer of the seller whose owner signs in with `email`; (customer id, owner member id)."""
+    press = next(org for org in store.organizations.values() if org.slug == "ferris-press")
+    team = store.add_customer(press, email, "Lab Team", type="team")
+    owner = store.add_member(team, email, "Lab Owner", role="owner")
+    store.add_member(team, "helper@" + email.split("@")[1], "Lab Helper")
+    return team.id, owner.id
+
+
+async def test_a_team_owner_signs_in_as_the_teams_owner_member(
+    http: httpx2.AsyncClient, server: RunningHosted, mailbox: Mailbox, store: Store
+) -> None:
+    team_id, owner_id = _team(store, "owner@lab.example")
+    client_id, page_url, page = await _open(http, server)
+    page = await _post(http, page_url, page, action="email", email="owner@lab.example")
+    consent = await _post(http, page_url, page, action="code", code=mailbox.code_for("owner@lab.example"))
+    done = await _post(http, page_url, consent, action="allow")
+    code = parse_qs(urlsplit(done.headers["location"]).query)["code"][0]
+    tokens = (await exchange(http, server.base_url, client_id, code)).json()
+    listed = await list_files(server.mcp_url, tokens["access_token"])
+
+    assert "Allow this app?" in consent.text
+    row = await server.gate.hosted.store.token(server.gate.hosted.keys.digest("token", tokens["access_token"]))
+    assert row is not None
+    assert (row.family.customer_id, row.family.member_id) == (team_id, owner_id)
+    assert not listed.is_error, listed.content
+
+
+async def test_a_team_without_members_read_gets_a_clear_page(
+    http: httpx2.AsyncClient, env: dict[str, str], clock: FakeClock, mailbox: Mailbox, store: Store
+) -> None:
+    _team(store, "owner@studio.example")
+    with hosted_server({**env, "POLAR_ACCESS_TOKEN": NO_MEMBERS_ORG_TOKEN}, clock) as server:
+        _, page_url, page = await _open(http, server)
+        page = await _post(http, page_url, page, action="email", email="owner@studio.example")
+        answer = await _post(http, page_url, page, action="code", code=mailbox.code_for("owner@studio.example"))
+
+    assert _text(answer) == (
+        f"{SELLER_NAME} Team purchases This e-mail's purchases from {SELLER_NAME} belong to a team, which this "
+        f"connector cannot open yet. Ask {SELLER_NAME} about access."
+    )

@@ -55,11 +55,13 @@ async def test_expired_rows_are_removed_and_live_ones_kept(tmp_path: Path) -> No
     try:
         await store.add_flow("flow-old", "client", {}, NOW + 10)
         await store.add_flow("flow-live", "client", {}, NOW + 10_000)
-        await store.add_code("code-old", "client", "customer", {}, NOW + 10)
-        family = Family("family-old", "client", "customer", "https://x/mcp", [], NOW + 20, revoked=False)
+        await store.add_code("code-old", "client", ("customer", None), {}, NOW + 10)
+        family = Family("family-old", "client", "customer", None, "https://x/mcp", [], NOW + 20, revoked=False)
         await store.add_family(family, NOW)
         await store.add_token("token-old", "access", "family-old", NOW + 10)
-        await store.add_family(Family("family-live", "client", "c2", "https://x/mcp", [], NOW + 99_999, False), NOW)
+        await store.add_family(
+            Family("family-live", "client", "c2", None, "https://x/mcp", [], NOW + 99_999, False), NOW
+        )
         await store.add_token("token-live", "refresh", "family-live", NOW + 99_999)
         assert await store.hit("counter", limit=5, window=10, now=NOW)
 

@@ -34,8 +34,8 @@ from polar_mcp.config import Settings
 from polar_mcp.hosted.mail import Mailer
 from polar_mcp.hosted.options import MCP_PATH, hosted_options
 from polar_mcp.hosted.page import SigninPage, client_address
-from polar_mcp.hosted.provider import Lifetimes, SigninProvider, raw_redirect_uris
-from polar_mcp.hosted.service import Hosted, Limits
+from polar_mcp.hosted.provider import SigninProvider, raw_redirect_uris
+from polar_mcp.hosted.service import Hosted, Lifetimes, Limits
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.sessions import SESSION_PREFIXES
 from polar_mcp.server import build_server

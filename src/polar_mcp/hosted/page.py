@@ -30,8 +30,8 @@ from polar_mcp.hosted.mail import MailError
 from polar_mcp.hosted.provider import CODE_PREFIX
 from polar_mcp.hosted.service import Hosted
 from polar_mcp.hosted.store import Flow
-from polar_mcp.polar.customers import customers_by_email
-from polar_mcp.polar.errors import PolarError
+from polar_mcp.polar.customers import customers_by_email, team_owner
+from polar_mcp.polar.errors import ForbiddenError, PolarError
 
 logger = logging.getLogger(__name__)
 
@@ -157,12 +157,11 @@ class SigninPage:
             return self._email_screen("")
         if action == "code" and flow.email is not None and not flow.verified:
             return await self._check_code(request, flow, client, form.get("code", ""))
-        if action == "choose" and flow.verified and flow.choices:
-            chosen = form.get("customer", "")
-            if chosen not in {choice["id"] for choice in flow.choices}:
-                return self._choice_screen(flow.choices, "Choose one of the purchases.")
-            await self._hosted.store.update_flow(flow.flow_hash, customer_id=chosen)
-            return self._consent_screen(client, flow)
+        if action == "choose" and flow.verified and flow.choices and flow.customer_id is None:
+            chosen = [choice for choice in flow.choices if choice["id"] == form.get("customer", "")]
+            if not chosen:
+                return self._choice_screen(flow.choices, "Choose one of the accounts.")
+            return await self._bind(flow, client, chosen[0])
         if action in ("allow", "deny") and flow.customer_id is not None:
             return await self._decide(flow, allow=action == "allow")
         return await self._current(flow, client)
@@ -248,14 +247,33 @@ class SigninPage:
             logger.warning("looking the customer up failed: %s", error.message)
             await hosted.store.update_flow(flow.flow_hash, verified=False)
             return self._code_screen(email, "Your purchases could not be looked up just now. Ask for a new code.", 503)
-        choices = [{"id": match.id, "name": match.name or match.email} for match in matches]
+        choices = [
+            {"id": match.id, "name": match.name or match.email, "type": match.type or "individual"} for match in matches
+        ]
         await hosted.store.update_flow(flow.flow_hash, choices=choices)
         if len(choices) == 1:
-            await hosted.store.update_flow(flow.flow_hash, customer_id=choices[0]["id"])
-            return self._consent_screen(client, flow)
+            return await self._bind(flow, client, choices[0])
         if not choices:
             return self._no_purchases(email)
         return self._choice_screen(choices, "")
+
+    async def _bind(self, flow: Flow, client: OAuthClientInformationFull | None, choice: dict[str, str]) -> Screen:
+        """Remember which customer (and, for a team, which member: its owner) the buyer is."""
+        hosted = self._hosted
+        member_id = None
+        if choice.get("type") == "team":
+            try:
+                member_id = await team_owner(hosted.polar, hosted.options.access_token, choice["id"], flow.email or "")
+            except ForbiddenError:
+                logger.warning("a team customer signed in: its sessions need POLAR_ACCESS_TOKEN with members:read")
+                return self._team_screen()
+            except PolarError as error:
+                logger.warning("looking the team's owner up failed: %s", error.message)
+                return Screen("Please try again later", _p("Your purchases could not be looked up just now."), 503)
+            if member_id is None:
+                return self._team_screen()
+        await hosted.store.update_flow(flow.flow_hash, customer_id=choice["id"], member_id=member_id)
+        return self._consent_screen(client, flow)
 
     async def _decide(self, flow: Flow, *, allow: bool) -> Response | Screen:
         hosted = self._hosted
@@ -272,7 +290,7 @@ class SigninPage:
         await hosted.store.add_code(
             hosted.keys.digest("code", code),
             flow.client_id,
-            flow.customer_id,
+            (flow.customer_id, flow.member_id),
             params,
             hosted.clock() + hosted.lifetimes.authorization_code,
         )
@@ -337,6 +355,13 @@ class SigninPage:
             "the team's e-mail, or asks its owner."
         ) + _p("If you bought with another e-mail, start again from your assistant and use that one.")
         return Screen(f"No purchases from {self._seller()} for this e-mail", body)
+
+    def _team_screen(self) -> Screen:
+        body = _p(
+            f"This e-mail's purchases from {self._seller()} belong to a team, which this connector cannot open "
+            f"yet. Ask {self._seller()} about access."
+        )
+        return Screen("Team purchases", body)
 
     def _consent_screen(self, client: OAuthClientInformationFull | None, flow: Flow) -> Screen:
         name = client.client_name if client is not None and client.client_name else "An app without a name"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from mcp.server.auth.provider import (
@@ -30,10 +30,8 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyUrl
 
 from polar_mcp.hosted.keys import new_secret
+from polar_mcp.hosted.service import Hosted
 from polar_mcp.hosted.store import Family
-
-if TYPE_CHECKING:
-    from polar_mcp.hosted.service import Hosted
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +43,6 @@ MAX_CLIENT_NAME = 100
 
 raw_redirect_uris: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("raw_redirect_uris", default=None)
 """The redirect URIs of the registration being handled, exactly as the app sent them (set by the gate)."""
-
-
-@dataclass(frozen=True)
-class Lifetimes:
-    """How long each thing lives, in seconds (the refresh life comes from POLAR_MCP_REFRESH_TTL)."""
-
-    access: int = 3600
-    authorization_code: int = 300
-    flow: int = 1800
 
 
 def same_resource(given: str, ours: str) -> bool:
@@ -78,6 +67,12 @@ def acceptable_redirect(uri: str) -> bool:
     if parts.scheme == "http":
         return parts.hostname in ("localhost", "127.0.0.1", "::1")
     return parts.scheme not in ("javascript", "data", "file", "vbscript")
+
+
+class BuyerCode(AuthorizationCode):
+    """An authorization code with the buyer's member id (team customers), carried to the tokens."""
+
+    member_id: str | None = None
 
 
 class SigninProvider:
@@ -143,7 +138,7 @@ class SigninProvider:
 
     async def load_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: str
-    ) -> AuthorizationCode | None:
+    ) -> BuyerCode | None:
         row = await self._hosted.store.code(self._hosted.keys.digest("code", authorization_code))
         if row is None or row.client_id != client.client_id:
             return None
@@ -157,7 +152,7 @@ class SigninProvider:
         if row.expires_at <= self._hosted.clock():
             return None
         params = row.params
-        return AuthorizationCode(
+        return BuyerCode(
             code=authorization_code,
             scopes=params["scopes"],
             expires_at=row.expires_at,
@@ -167,10 +162,11 @@ class SigninProvider:
             redirect_uri_provided_explicitly=True,
             resource=params["resource"],
             subject=row.customer_id,
+            member_id=row.member_id,
         )
 
     async def exchange_authorization_code(
-        self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
+        self, client: OAuthClientInformationFull, authorization_code: BuyerCode
     ) -> OAuthToken:
         store, now = self._hosted.store, self._hosted.clock()
         family_id = new_secret()
@@ -182,6 +178,7 @@ class SigninProvider:
             family_id=family_id,
             client_id=client.client_id,
             customer_id=authorization_code.subject,
+            member_id=authorization_code.member_id,
             resource=authorization_code.resource,
             scopes=authorization_code.scopes,
             expires_at=now + self._hosted.options.refresh_ttl,
@@ -262,7 +259,7 @@ class SigninProvider:
             expires_at=int(row.expires_at),
             resource=row.family.resource,
             subject=row.family.customer_id,
-            claims={"family": row.family.family_id},
+            claims={"family": row.family.family_id, "member": row.family.member_id},
         )
 
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:

@@ -21,7 +21,6 @@ from polar_mcp.config import ConfigError
 from polar_mcp.hosted.keys import Keys
 from polar_mcp.hosted.mail import Mailer
 from polar_mcp.hosted.options import HostedOptions, Seller, check_services
-from polar_mcp.hosted.provider import Lifetimes
 from polar_mcp.hosted.store import DatabaseError, Store
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.errors import ConfigurationError
@@ -42,6 +41,15 @@ class Limits:
     registrations_per_address: tuple[int, float] = (20, 3600.0)
     code_minutes: int = 10
     code_tries: int = 5
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """How long each thing lives, in seconds (the refresh life comes from POLAR_MCP_REFRESH_TTL)."""
+
+    access: int = 3600
+    authorization_code: int = 300
+    flow: int = 1800
 
 
 class AccessEndedError(ConfigurationError):
@@ -128,11 +136,11 @@ class Hosted:
         access = get_access_token()
         if access is None or access.subject is None:
             return SignedOut()
+        member = (access.claims or {}).get("member")
+        customer = CustomerRef(customer_id=access.subject, member_id=member if isinstance(member, str) else None)
         minted = self._sessions.get(access.subject)
-        if minted is None:
-            minted = MintedSession(
-                self.polar, self.options.access_token, CustomerRef(customer_id=access.subject), wall_clock=self.clock
-            )
+        if minted is None or minted.customer != customer:
+            minted = MintedSession(self.polar, self.options.access_token, customer, wall_clock=self.clock)
             self._sessions.put(access.subject, minted)
         return BuyerSession(self, minted, access.subject)
 

@@ -57,6 +57,7 @@ flows = sa.Table(
     sa.Column("verified", sa.Boolean, nullable=False, default=False),
     sa.Column("choices", sa.Text),
     sa.Column("customer_id", sa.String(64)),
+    sa.Column("member_id", sa.String(64)),
     sa.Column("finished", sa.Boolean, nullable=False, default=False),
     sa.Column("expires_at", sa.Double, nullable=False),
 )
@@ -67,6 +68,7 @@ codes = sa.Table(
     sa.Column("code_hash", sa.String(64), primary_key=True),
     sa.Column("client_id", sa.String(64), nullable=False),
     sa.Column("customer_id", sa.String(64), nullable=False),
+    sa.Column("member_id", sa.String(64)),
     sa.Column("params", sa.Text, nullable=False),
     sa.Column("expires_at", sa.Double, nullable=False),
     sa.Column("family_id", sa.String(64)),
@@ -78,6 +80,7 @@ families = sa.Table(
     sa.Column("family_id", sa.String(64), primary_key=True),
     sa.Column("client_id", sa.String(64), nullable=False),
     sa.Column("customer_id", sa.String(64), nullable=False, index=True),
+    sa.Column("member_id", sa.String(64)),
     sa.Column("resource", sa.String(2048), nullable=False),
     sa.Column("scopes", sa.Text, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
@@ -148,6 +151,7 @@ class Flow:
     verified: bool
     choices: list[dict[str, str]] | None
     customer_id: str | None
+    member_id: str | None
     finished: bool
     expires_at: float
 
@@ -159,6 +163,7 @@ class Family:
     family_id: str
     client_id: str
     customer_id: str
+    member_id: str | None
     resource: str
     scopes: list[str]
     expires_at: float
@@ -169,6 +174,7 @@ class Family:
 class CodeRow:
     client_id: str
     customer_id: str
+    member_id: str | None
     params: dict[str, Any]
     expires_at: float
     family_id: str | None
@@ -305,6 +311,7 @@ class Store:
             verified=bool(row.verified),
             choices=json.loads(row.choices) if row.choices is not None else None,
             customer_id=row.customer_id,
+            member_id=row.member_id,
             finished=bool(row.finished),
             expires_at=row.expires_at,
         )
@@ -337,14 +344,21 @@ class Store:
     # Authorization codes -------------------------------------------------------------------------
 
     async def add_code(
-        self, code_hash: str, client_id: str, customer_id: str, params: dict[str, Any], expires_at: float
+        self,
+        code_hash: str,
+        client_id: str,
+        customer: tuple[str, str | None],
+        params: dict[str, Any],
+        expires_at: float,
     ) -> None:
+        """Store an authorization code for `customer` (its id, and its member id for a team)."""
         async with self._begin() as db:
             await db.execute(
                 sa.insert(codes).values(
                     code_hash=code_hash,
                     client_id=client_id,
-                    customer_id=customer_id,
+                    customer_id=customer[0],
+                    member_id=customer[1],
                     params=json.dumps(params),
                     expires_at=expires_at,
                 )
@@ -355,7 +369,9 @@ class Store:
             row = (await db.execute(sa.select(codes).where(codes.c.code_hash == code_hash))).first()
         if row is None:
             return None
-        return CodeRow(row.client_id, row.customer_id, json.loads(row.params), row.expires_at, row.family_id)
+        return CodeRow(
+            row.client_id, row.customer_id, row.member_id, json.loads(row.params), row.expires_at, row.family_id
+        )
 
     async def spend_code(self, code_hash: str, family_id: str) -> bool:
         """Record which family a code became; False if it was already spent (a replay)."""
@@ -376,6 +392,7 @@ class Store:
                     family_id=family.family_id,
                     client_id=family.client_id,
                     customer_id=family.customer_id,
+                    member_id=family.member_id,
                     resource=family.resource,
                     scopes=" ".join(family.scopes),
                     created_at=now,
@@ -402,6 +419,7 @@ class Store:
                 families.c.family_id,
                 families.c.client_id,
                 families.c.customer_id,
+                families.c.member_id,
                 families.c.resource,
                 families.c.scopes,
                 families.c.expires_at.label("family_expires_at"),
@@ -418,6 +436,7 @@ class Store:
             family_id=row.family_id,
             client_id=row.client_id,
             customer_id=row.customer_id,
+            member_id=row.member_id,
             resource=row.resource,
             scopes=[scope for scope in str(row.scopes).split(" ") if scope],
             expires_at=row.family_expires_at,

@@ -12,9 +12,16 @@ from pydantic import SecretStr
 
 from polar_mcp.polar.client import PolarClient, parse_json
 from polar_mcp.polar.errors import NotFoundError
-from polar_mcp.polar.models import CustomerMatch, CustomersPage, PortalOrganization, PublicOrganization
+from polar_mcp.polar.models import (
+    CustomerMatch,
+    CustomersPage,
+    MembersPage,
+    PortalOrganization,
+    PublicOrganization,
+)
 
 CUSTOMERS_PATH = "/v1/customers/"
+MEMBERS_PATH = "/v1/members/"
 PORTAL_ORGANIZATION_PATH = "/v1/customer-portal/organizations/"
 MAX_MATCHES = 100
 """More customers than this for one e-mail is not a choice a person can make on a page."""
@@ -27,13 +34,30 @@ async def organization_by_slug(client: PolarClient, slug: str) -> PublicOrganiza
 
 
 async def customers_by_email(client: PolarClient, organization_token: SecretStr, email: str) -> list[CustomerMatch]:
-    """The organization's customers whose e-mail is exactly `email` (letter case aside)."""
+    """The organization's customers whose e-mail is exactly `email`, letter case aside: Polar's filter
+    is exact, so the address is asked for as typed and in lower case."""
+    found: dict[str, CustomerMatch] = {}
+    for variant in dict.fromkeys((email.strip(), email.strip().lower())):
+        body = await client.request(
+            "GET", CUSTOMERS_PATH, token=organization_token, params=[("email", variant), ("limit", str(MAX_MATCHES))]
+        )
+        for customer in parse_json(body, CustomersPage).items:
+            if customer.email.strip().lower() == email.strip().lower():
+                found.setdefault(customer.id, customer)
+    return list(found.values())
+
+
+async def team_owner(client: PolarClient, organization_token: SecretStr, customer_id: str, email: str) -> str | None:
+    """The member a team customer's owner is (scope `members:read`): a team's sessions need it."""
     body = await client.request(
-        "GET", CUSTOMERS_PATH, token=organization_token, params=[("email", email), ("limit", str(MAX_MATCHES))]
+        "GET", MEMBERS_PATH, token=organization_token, params=[("customer_id", customer_id), ("limit", "100")]
     )
-    page = parse_json(body, CustomersPage)
+    members = parse_json(body, MembersPage).items
     wanted = email.strip().lower()
-    return [customer for customer in page.items if customer.email.strip().lower() == wanted]
+    for member in sorted(members, key=lambda member: member.role != "owner"):
+        if member.email.strip().lower() == wanted:
+            return member.id
+    return None
 
 
 async def customer_exists(client: PolarClient, organization_token: SecretStr, customer_id: str) -> bool:

@@ -148,3 +148,16 @@ class PublicOrganization(_Lenient):
 
 class PortalOrganization(_Lenient):
     organization: PublicOrganization
+
+
+class MemberMatch(_Lenient):
+    """A member of `GET /v1/members/`: one person of a team customer."""
+
+    id: str
+    email: str
+    role: str | None = None
+
+
+class MembersPage(_Lenient):
+    items: list[MemberMatch]
+    pagination: Pagination
