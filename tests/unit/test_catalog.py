@@ -260,7 +260,9 @@ async def test_a_revoked_customer_is_refused_after_a_minute_though_its_links_hav
     await world.catalog.list(session())
     # The merchant revoked the session: Polar refuses it, though it would still redirect old links.
     world.polar.script = lambda _: httpx2.Response(
-        401, json={"error": "invalid_token"}, headers={"WWW-Authenticate": 'Bearer realm="polar", error="invalid_token"'}
+        401,
+        json={"error": "invalid_token"},
+        headers={"WWW-Authenticate": 'Bearer realm="polar", error="invalid_token"'},
     )
     world.time.advance(ACCEPTED_TTL + 1)
 
