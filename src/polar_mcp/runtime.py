@@ -9,13 +9,14 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx2
 from pydantic import SecretStr
 
 from polar_mcp import present
-from polar_mcp.catalog import Catalog
+from polar_mcp.catalog import BenefitName, Catalog
 from polar_mcp.config import Settings
 from polar_mcp.polar.client import HttpClientSource, PolarClient
 from polar_mcp.polar.minting import CustomerRef, MintedSession
@@ -28,6 +29,9 @@ from polar_mcp.polar.sessions import (
     TokenSource,
     bearer_session,
 )
+
+if TYPE_CHECKING:
+    from polar_mcp.download import DownloadRequest, SavedFile
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +92,14 @@ class Core:
 
         saved = await download.download_file(
             self.files,
-            download.request_for(item),
+            download_request(item),
             self.settings.download_dir or download.default_download_dir(),
             overwrite=overwrite,
             max_bytes=self.settings.max_download_size,
             progress=progress,
         )
         names = await self.catalog.benefit_names(source, [item.benefit_id])
-        return download.as_result(saved, names.get(item.benefit_id))
+        return saved_result(saved, names.get(item.benefit_id))
 
     def source_for(self, headers: Mapping[str, str] | None) -> TokenSource:
         """An HTTP caller's own bearer token if it sent one, else the configured source."""
@@ -103,6 +107,37 @@ class Core:
         if bearer is None:
             return self.configured
         return StaticSession(SecretStr(bearer), renew_hint=BEARER_RENEW_HINT)
+
+
+def download_request(item: Downloadable) -> DownloadRequest:
+    """What to fetch for a listing item: its current link, headers, name, size, checksum and versions."""
+    from polar_mcp.download import DownloadRequest
+
+    modified = item.file.last_modified_at
+    return DownloadRequest(
+        url=item.file.download.url,
+        headers=dict(item.file.download.headers),
+        name=item.file.name,
+        size_bytes=item.file.size,
+        sha256=item.file.sha256,
+        file_id=item.file.id,
+        version=item.file.version,
+        last_modified=modified.isoformat() if modified else None,
+        storage_version=item.file.storage_version,
+    )
+
+
+def saved_result(saved: SavedFile, benefit: BenefitName | None) -> present.DownloadedFile:
+    """The tool's and the CLI's structured result for a saved file."""
+    return present.DownloadedFile(
+        **present.benefit_keys(benefit),
+        path=str(saved.path),
+        name=saved.name,
+        size_bytes=saved.size_bytes,
+        sha256=saved.sha256,
+        verified=saved.verified,
+        skipped=saved.skipped,
+    )
 
 
 ClientFactory = Callable[[HttpClientSource], PolarClient]
