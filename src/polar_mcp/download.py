@@ -19,8 +19,8 @@ import secrets
 import shutil
 import stat
 import unicodedata
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Literal
@@ -195,36 +195,35 @@ async def download_file(
             "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE (--max-download-size) to allow it."
         )
     root = _prepare_directory(directory)
-    with _filesystem_errors(name, root):
-        async with _opened_record(root) as record:
-            existing = await anyio.to_thread.run_sync(_identical_file, record, root, name, request)
-            if existing is not None:
-                return existing
-            free = free_space(root)
-            if request.size_bytes + _FREE_SPACE_MARGIN > free:
+    with _filesystem_errors(name, root), closing(DownloadRecord(root)) as record:
+        existing = await anyio.to_thread.run_sync(_identical_file, record, root, name, request, overwrite)
+        if existing is not None:
+            return existing
+        free = free_space(root)
+        if request.size_bytes + _FREE_SPACE_MARGIN > free:
+            raise DownloadError(
+                f"Not enough free space in {root} for {name}: it needs {human_size(request.size_bytes)} "
+                f"plus {human_size(_FREE_SPACE_MARGIN)} to spare, and {human_size(free)} is free. "
+                "Free some space or choose another folder."
+            )
+        temp = root / f".{name}.{secrets.token_hex(4)}.part"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            with os.fdopen(os.open(temp, flags, 0o666), "wb") as out:
+                sink = _Sink(out, request.size_bytes, progress)
+                await _Transfer(http, request, sink, max_redirects, storage_retries, sleep).run()
+                out.flush()
+                await anyio.to_thread.run_sync(os.fsync, out.fileno())
+            digest = sink.hasher.hexdigest()
+            if request.sha256 is not None and digest != request.sha256.lower():
                 raise DownloadError(
-                    f"Not enough free space in {root} for {name}: it needs {human_size(request.size_bytes)} "
-                    f"plus {human_size(_FREE_SPACE_MARGIN)} to spare, and {human_size(free)} is free. "
-                    "Free some space or choose another folder."
+                    f"{name} arrived corrupted: its SHA-256 does not match Polar's checksum, so it was "
+                    "deleted. Get a fresh link and try again."
                 )
-            temp = root / f".{name}.{secrets.token_hex(4)}.part"
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-            try:
-                with os.fdopen(os.open(temp, flags, 0o666), "wb") as out:
-                    sink = _Sink(out, request.size_bytes, progress)
-                    await _Transfer(http, request, sink, max_redirects, storage_retries, sleep).run()
-                    out.flush()
-                    await anyio.to_thread.run_sync(os.fsync, out.fileno())
-                digest = sink.hasher.hexdigest()
-                if request.sha256 is not None and digest != request.sha256.lower():
-                    raise DownloadError(
-                        f"{name} arrived corrupted: its SHA-256 does not match Polar's checksum, so it was "
-                        "deleted. Get a fresh link and try again."
-                    )
-                path = await anyio.to_thread.run_sync(_commit, record, temp, root, name, request, digest, overwrite)
-            finally:
-                # Runs under cancellation and KeyboardInterrupt too; after a publish the temp is already gone.
-                temp.unlink(missing_ok=True)
+            path = await anyio.to_thread.run_sync(_commit, record, temp, root, name, request, digest, overwrite)
+        finally:
+            # Runs under cancellation and KeyboardInterrupt too; after a publish the temp is already gone.
+            temp.unlink(missing_ok=True)
     logger.info("saved %s (%d bytes, verified=%s)", path.name, request.size_bytes, request.sha256 is not None)
     return SavedFile(
         path=path,
@@ -252,15 +251,6 @@ def _filesystem_errors(name: str, root: Path) -> Generator[None]:
         ) from error
 
 
-@asynccontextmanager
-async def _opened_record(root: Path) -> AsyncGenerator[DownloadRecord]:
-    record = await anyio.to_thread.run_sync(DownloadRecord.open, root)
-    try:
-        yield record
-    finally:
-        record.close()
-
-
 def _prepare_directory(directory: Path) -> Path:
     try:
         root = directory.expanduser().resolve()
@@ -283,9 +273,15 @@ def _fold(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
-def _identical_file(record: DownloadRecord, root: Path, name: str, request: DownloadRequest) -> SavedFile | None:
-    """A file in `root` that is the one requested: first under its name, then where it was saved before."""
-    recorded = [entry.path for entry in record.copies(request.file_id) if _confined(entry.path)]
+def _identical_file(
+    record: DownloadRecord, root: Path, name: str, request: DownloadRequest, overwrite: bool
+) -> SavedFile | None:
+    """A file in `root` that is the one requested: under its name, or where polar-mcp saved it before.
+
+    With `overwrite` only its name counts: the caller wants that name to hold the file.
+    """
+    copies = [] if overwrite else record.copies(request.file_id)
+    recorded = [entry.path for entry in copies if _confined(entry.path)]
     for relative in dict.fromkeys([*_same_name_entries(root, name), *recorded]):
         path = root / relative
         try:
@@ -366,10 +362,11 @@ def _commit(
 ) -> Path:
     """Publish the finished temp file and record it, unless another download saved the same bytes meanwhile.
 
-    Under the record's write lock, so two downloads of one file (tasks or processes) leave one copy.
+    Under the record's write lock, so two downloads of one file (tasks or processes) leave one copy;
+    with `overwrite` they replace the one name in turn.
     """
     with record.writing():
-        for entry in record.copies(request.file_id):
+        for entry in [] if overwrite else record.copies(request.file_id):
             path = root / entry.path
             if (
                 _confined(entry.path)

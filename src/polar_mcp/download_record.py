@@ -94,31 +94,27 @@ class _UnusableError(Exception):
 
 
 class DownloadRecord:
-    """An open record of one download folder."""
+    """The record of one download folder, opened on first use and created on first write.
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
+    A folder where nothing was ever saved keeps no record: a failed download leaves nothing behind.
+    """
 
-    @classmethod
-    def open(cls, root: Path) -> DownloadRecord:
-        """Open (or start) the record of `root`, setting an unreadable one aside."""
-        path = root / RECORD_NAME
-        try:
-            return cls(_connect(path))
-        except _UnusableError as problem:
-            _set_aside(path, problem)
-        return cls(_connect(path))
+    def __init__(self, root: Path) -> None:
+        self._path = root / RECORD_NAME
+        self._db: sqlite3.Connection | None = None
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def copies(self, file_id: str) -> list[SavedEntry]:
         """Every path recorded for a Polar file, oldest first."""
-        rows = self._query(_SELECT + " WHERE file_id = ? ORDER BY rowid", (file_id,))
+        rows = self._query(_SELECT + " WHERE file_id = ? ORDER BY rowid", (file_id,), create=False)
         return [_entry(row) for row in rows]
 
     def at(self, path: str) -> SavedEntry | None:
-        rows = self._query(_SELECT + " WHERE path = ?", (path,))
+        rows = self._query(_SELECT + " WHERE path = ?", (path,), create=False)
         return _entry(rows[0]) if rows else None
 
     def put(self, entry: SavedEntry) -> None:
@@ -136,27 +132,42 @@ class DownloadRecord:
                 entry.mtime_ns,
                 entry.sha256,
             ),
+            create=True,
         )
 
     def forget(self, path: str) -> None:
-        self._query("DELETE FROM files WHERE path = ?", (path,))
+        self._query("DELETE FROM files WHERE path = ?", (path,), create=False)
 
     @contextmanager
     def writing(self) -> Generator[None]:
         """One transaction holding the write lock from its start: what it reads stays true until it ends."""
-        self._query("BEGIN IMMEDIATE", ())
+        self._query("BEGIN IMMEDIATE", (), create=True)
         try:
             yield
         except BaseException:
-            self._db.rollback()
+            if self._db is not None:
+                self._db.rollback()
             raise
-        self._query("COMMIT", ())
+        self._query("COMMIT", (), create=True)
 
-    def _query(self, sql: str, parameters: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str, parameters: tuple[object, ...], *, create: bool) -> list[tuple[Any, ...]]:
+        if self._db is None:
+            if not create and not self._path.exists():
+                return []
+            self._db = _open(self._path)
         try:
             return self._db.execute(sql, parameters).fetchall()
         except sqlite3.Error as error:
             raise RecordError(_reason(error)) from error
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """Open (or start) the record at `path`, setting an unreadable one aside."""
+    try:
+        return _connect(path)
+    except _UnusableError as problem:
+        _set_aside(path, problem)
+    return _connect(path)
 
 
 def _entry(row: tuple[Any, ...]) -> SavedEntry:
