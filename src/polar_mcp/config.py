@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from polar_mcp.untrusted import parse_size
+
 SERVERS = {"production": "https://api.polar.sh", "sandbox": "https://sandbox-api.polar.sh"}
 
 
@@ -73,7 +75,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_download_size",
         "POLAR_MCP_MAX_DOWNLOAD_SIZE",
-        "largest file download_file fetches, in bytes or with a unit: 500MB, 2GB (default 5GB)",
+        "largest file download_file fetches, in bytes or with a unit of 1024: 500MB, 2GB (default 5GB)",
     ),
     Option(
         "disable_download",
@@ -119,7 +121,7 @@ class Settings(BaseModel):
     timeout: float = Field(default=30.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     download_dir: Path | None = None
-    max_download_size: int = Field(default=5 * 1000**3, gt=0)
+    max_download_size: int = Field(default=5 * 1024**3, gt=0)
     disable_download: bool = False
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
@@ -141,13 +143,7 @@ class Settings(BaseModel):
     @field_validator("max_download_size", mode="before")
     @classmethod
     def _parse_size(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[bB]?\s*", value)
-        if match is None:
-            raise ValueError("must be a size such as 500MB, 2GB or a number of bytes")
-        factor = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}[match.group(2).lower()]
-        return int(float(match.group(1)) * factor)
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -89,7 +89,7 @@ async def test_one_listing_answers_what_was_bought_from_the_seller_grouped_under
     assert [line.split(" · ")[0] for line in text.splitlines() if line.startswith("- ")] == [
         f"- {name}" for _, _, names in ADA_PURCHASES for name in names
     ]
-    assert f"- chapter-12-draft.pdf · 655.4 kB · application/pdf · id {id_of['chapter-12-draft.pdf']}" in text
+    assert f"- chapter-12-draft.pdf · 640.0 KB · application/pdf · id {id_of['chapter-12-draft.pdf']}" in text
     assert [i["name"] for i in _items(ebooks)] == ["rust-in-practice.pdf", "rust-in-practice.epub", "errata.txt"]
     assert after.get(GRANTS_PATH, 0) - before.get(GRANTS_PATH, 0) == 1, "one benefit-grants walk for both"
     assert after.get(LISTING_PATH, 0) - before.get(LISTING_PATH, 0) == 2
