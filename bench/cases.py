@@ -33,7 +33,7 @@ from bench.harness import (
     server_env,
     time_to_first_tools_list,
 )
-from polar_mcp.double.catalog import (
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     SYNTHETIC_CUSTOMER_EXTERNAL_ID,
     demo_store,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.store import ManualClock, Store
 from tests.double.helpers import asgi_client
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from polar_mcp.double.catalog import (
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     DEMO_ORG_TOKEN,
     DEMO_READONLY_ORG_TOKEN,

@@ -16,7 +16,7 @@ from mcp import Client
 from tests.integration.test_faults import LISTING, Mode, Sent, connect, ok, text_of
 
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import (
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     DEMO_OTHER_CUSTOMER_EXTERNAL_ID,
     SYNTHETIC_CUSTOMER_EXTERNAL_ID,

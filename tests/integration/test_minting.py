@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from polar_mcp.catalog import Catalog
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import (
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     DEMO_ORG_TOKEN,
     DEMO_READONLY_ORG_TOKEN,

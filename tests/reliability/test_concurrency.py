@@ -26,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import (
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     DEMO_OTHER_CUSTOMER_EXTERNAL_ID,
     DEMO_TEAM_CUSTOMER_EXTERNAL_ID,

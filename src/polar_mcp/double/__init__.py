@@ -6,7 +6,7 @@ It stands alone: nothing here imports the rest of polar_mcp, and the rest import
 
 from polar_mcp.double.app import ConnectionDroppedError, create_app
 from polar_mcp.double.blobs import Blob
-from polar_mcp.double.catalog import demo_store, synthetic_store
+from polar_mcp.double.seed import demo_store, synthetic_store
 from polar_mcp.double.faults import Faults
 from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.store import ManualClock, Store

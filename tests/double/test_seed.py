@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from polar_mcp.double.blobs import BLOCK_SIZE, Blob
-from polar_mcp.double.catalog import (
+from polar_mcp.double.seed import (
     DEMO_ORG_TOKEN,
     DEMO_READONLY_ORG_TOKEN,
     DEMO_TEAM_ORG_TOKEN,
