@@ -8,7 +8,8 @@ import httpx2
 import pytest
 
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
-from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.double.store import Store
+from tests.clock import ManualClock
 from tests.double.helpers import asgi_client
 
 

@@ -12,7 +12,8 @@ from polar_mcp.double.seed import (
     DEMO_TEAM_OWNER_EXTERNAL_ID,
     synthetic_store,
 )
-from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.double.store import Store
+from tests.clock import ManualClock
 from tests.double.helpers import ADA_FILES, LIST, asgi_client, bearer, benefit_id
 
 pytestmark = pytest.mark.anyio

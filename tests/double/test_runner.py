@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, DEMO_ORG_TOKEN, demo_store
 from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, DEMO_ORG_TOKEN, demo_store
 from tests.double.helpers import ADMIN, LIST, SESSIONS, bearer
 
 

@@ -13,7 +13,8 @@ from polar_mcp.double.seed import (
     DEMO_TEAM_MEMBER_EXTERNAL_ID,
     DEMO_TEAM_ORG_TOKEN,
 )
-from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.double.store import Store
+from tests.clock import ManualClock
 from tests.double.helpers import INTROSPECT, LIST, SESSIONS, bearer
 
 pytestmark = pytest.mark.anyio
