@@ -17,6 +17,13 @@ LIST = "/v1/customer-portal/downloadables/"
 GRANTS = "/v1/customer-portal/benefit-grants/"
 INTROSPECT = "/v1/customer-portal/customer-session/introspect"
 SESSIONS = "/v1/customer-sessions/"
+PORTAL = "/v1/customer-portal/"
+REQUEST_CODE = PORTAL + "customer-session/request"
+AUTHENTICATE = PORTAL + "customer-session/authenticate"
+USER = PORTAL + "customer-session/user"
+ME = PORTAL + "customers/me"
+CUSTOMERS = "/v1/customers/"
+MEMBERS = "/v1/members/"
 ADMIN = "/__double__/"
 
 ADA_FILES = [
