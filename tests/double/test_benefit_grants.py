@@ -189,9 +189,7 @@ async def test_bad_filters_answer_422(client: httpx2.AsyncClient, ada_token: str
     ]
 
 
-async def test_the_benefit_type_enum_has_slack_shared_channel(
-    client: httpx2.AsyncClient, ada_token: str
-) -> None:
+async def test_the_benefit_type_enum_has_slack_shared_channel(client: httpx2.AsyncClient, ada_token: str) -> None:
     response = await client.get(GRANTS, params={"type": "slack_shared_channel"}, headers=bearer(ada_token))
 
     assert response.json() == {"items": [], "pagination": {"total_count": 0, "max_page": 0}}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx2
 import pytest
 
@@ -110,6 +112,9 @@ async def test_each_item_has_the_contract_shape(client: httpx2.AsyncClient, ada_
     assert file["download"]["expires_at"] == "2026-05-28T21:26:40Z"
     assert clock() + 3600 == 1_780_003_600
     assert len(file["checksum_sha256_hex"]) == 64
+    # As the real server: the storage object's version id, and the storage ETag with its quotes.
+    assert isinstance(file["storage_version"], str)
+    assert re.fullmatch(r'"[0-9a-f]{32}-1"', file["checksum_etag"])
 
 
 async def test_size_readable_uses_1024_steps(client: httpx2.AsyncClient, ada_token: str) -> None:
@@ -266,7 +271,9 @@ async def test_invalid_queries_answer_polar_422(
     assert response.json() == {"error": "RequestValidationError", "detail": [error]}
 
 
-LIST_OF_UUIDS = "json-or-python[json=list[uuid],python=chain[is-instance[Sequence],function-wrap[sequence_validator()]]]"
+LIST_OF_UUIDS = (
+    "json-or-python[json=list[uuid],python=chain[is-instance[Sequence],function-wrap[sequence_validator()]]]"
+)
 """How pydantic names the list branch of Polar's one-or-several filter types, in 422 locations."""
 
 

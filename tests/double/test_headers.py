@@ -48,7 +48,10 @@ async def test_injected_failures_carry_the_headers_too(
     limited = await client.get(LIST, headers=bearer(ada_token))
     failed = await client.get(LIST, headers=bearer(ada_token))
 
-    assert [(r.status_code, r.headers["polar-version"]) for r in (limited, failed)] == [(429, "2026-04"), (503, "2026-04")]
+    assert [(r.status_code, r.headers["polar-version"]) for r in (limited, failed)] == [
+        (429, "2026-04"),
+        (503, "2026-04"),
+    ]
 
 
 async def test_an_invalid_token_answer_is_never_cached_and_spaced_like_polars(client: httpx2.AsyncClient) -> None:

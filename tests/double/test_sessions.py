@@ -323,7 +323,12 @@ async def test_an_unknown_member_answers_422(client: httpx2.AsyncClient, field: 
     assert response.json() == {
         "error": "PolarRequestValidationError",
         "detail": [
-            {"type": "value_error", "loc": ["body", field], "msg": "Member does not exist for this customer.", "input": value}
+            {
+                "type": "value_error",
+                "loc": ["body", field],
+                "msg": "Member does not exist for this customer.",
+                "input": value,
+            }
         ],
     }
 

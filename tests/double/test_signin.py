@@ -32,7 +32,9 @@ def org_id(store: Store, slug: str) -> str:
     return next(o.id for o in store.organizations.values() if o.slug == slug)
 
 
-async def ask(client: httpx2.AsyncClient, store: Store, email: str, slug: str = DEMO_ORGANIZATION_SLUG, **more: str) -> httpx2.Response:
+async def ask(
+    client: httpx2.AsyncClient, store: Store, email: str, slug: str = DEMO_ORGANIZATION_SLUG, **more: str
+) -> httpx2.Response:
     return await client.post(REQUEST_CODE, json={"email": email, "organization_id": org_id(store, slug), **more})
 
 
@@ -66,7 +68,11 @@ async def test_asking_for_a_code_answers_202_null_and_e_mails_a_six_character_co
 
     assert (response.status_code, response.content) == (202, b"null")
     [email] = store.outbox
-    assert (email.to, email.subject, email.sent_at) == (DEMO_CUSTOMER_EMAIL, "Access your Ferris Press purchases", clock())
+    assert (email.to, email.subject, email.sent_at) == (
+        DEMO_CUSTOMER_EMAIL,
+        "Access your Ferris Press purchases",
+        clock(),
+    )
     assert re.fullmatch(r"[A-Z0-9]{6}", email.code)
     assert email.code in email.text
     # Polar keeps only a keyed hash of the code.
@@ -104,7 +110,11 @@ async def test_the_e_mail_is_matched_in_any_case(client: httpx2.AsyncClient, sto
         ({"email": "ada-at-example.com"}, ["body", "email"], "value_error"),
         ({"email": "ada@localhost"}, ["body", "email"], "value_error"),
         ({"email": "ada@-bad-.com"}, ["body", "email"], "value_error"),
-        ({"email": DEMO_CUSTOMER_EMAIL, "organization_id": "ferris-press"}, ["body", "organization_id"], "uuid_parsing"),
+        (
+            {"email": DEMO_CUSTOMER_EMAIL, "organization_id": "ferris-press"},
+            ["body", "organization_id"],
+            "uuid_parsing",
+        ),
         ({"email": DEMO_CUSTOMER_EMAIL, "customer_id": "42"}, ["body", "customer_id"], "uuid_parsing"),
         ({"email": None}, ["body", "email"], "missing"),
     ],
@@ -186,7 +196,9 @@ async def test_an_e_mail_of_several_customers_asks_to_choose_then_signs_in_the_c
     client: httpx2.AsyncClient, store: Store
 ) -> None:
     crabs = DEMO_TEAM_ORGANIZATION_SLUG
-    acme, alice = (c for c, _ in store.customers_with_email(store.organizations[org_id(store, crabs)], DEMO_SHARED_EMAIL))
+    acme, alice = (
+        c for c, _ in store.customers_with_email(store.organizations[org_id(store, crabs)], DEMO_SHARED_EMAIL)
+    )
 
     choice = await ask(client, store, DEMO_SHARED_EMAIL, crabs)
     chosen = await ask(client, store, DEMO_SHARED_EMAIL, crabs, customer_id=alice.id)
@@ -217,7 +229,9 @@ async def test_a_code_works_once(client: httpx2.AsyncClient, store: Store) -> No
     assert (again.status_code, again.json()) == (401, INVALID_CODE)
 
 
-async def test_a_code_expires_after_thirty_minutes(client: httpx2.AsyncClient, store: Store, clock: ManualClock) -> None:
+async def test_a_code_expires_after_thirty_minutes(
+    client: httpx2.AsyncClient, store: Store, clock: ManualClock
+) -> None:
     await ask(client, store, DEMO_CUSTOMER_EMAIL)
     await ask(client, store, DEMO_CUSTOMER_EMAIL)
     first, second = (e.code for e in store.outbox)
@@ -269,7 +283,9 @@ async def test_the_sign_in_limit_blocks_the_address_on_the_whole_api(
     assert (await client.get(LIST, headers=bearer(ada_token))).status_code == 200
 
 
-async def test_the_hourly_sign_in_limit_counts_too(client: httpx2.AsyncClient, store: Store, clock: ManualClock) -> None:
+async def test_the_hourly_sign_in_limit_counts_too(
+    client: httpx2.AsyncClient, store: Store, clock: ManualClock
+) -> None:
     store.signin_per_minute = None
     store.signin_per_hour = 2
     statuses: list[int] = []

@@ -164,7 +164,13 @@ async def test_storage_is_not_the_api(client: httpx2.AsyncClient, ada_token: str
 
 @pytest.mark.parametrize(
     ("code", "status"),
-    [("SignatureDoesNotMatch", 403), ("AccessDenied", 403), ("NoSuchKey", 404), ("InternalError", 500), ("SlowDown", 503)],
+    [
+        ("SignatureDoesNotMatch", 403),
+        ("AccessDenied", 403),
+        ("NoSuchKey", 404),
+        ("InternalError", 500),
+        ("SlowDown", 503),
+    ],
 )
 async def test_the_storage_error_switch_answers_that_s3_error_then_serves_again(
     client: httpx2.AsyncClient, store: Store, ada_token: str, code: str, status: int
@@ -187,7 +193,10 @@ async def test_injected_server_errors_on_storage_carry_an_xml_body(
 
     failed = await client.get(url)
 
-    assert (failed.status_code, failed.content) == (503, s3_error("ServiceUnavailable", S3_ERRORS["ServiceUnavailable"][1]))
+    assert (failed.status_code, failed.content) == (
+        503,
+        s3_error("ServiceUnavailable", S3_ERRORS["ServiceUnavailable"][1]),
+    )
 
 
 def test_an_unknown_storage_error_code_is_refused(store: Store) -> None:

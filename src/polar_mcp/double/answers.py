@@ -37,22 +37,12 @@ class Checker:
         self.location = location
         self.errors: list[dict[str, Any]] = []
 
-    def check(self, adapter: TypeAdapter[_T], name: str | None, raw: object, fallback: _T) -> _T:
+    def check(self, adapter: TypeAdapter[_T], name: str, raw: object, fallback: _T) -> _T:
         """`raw` validated by `adapter`, or `fallback` after noting the errors under `name`."""
         try:
             return adapter.validate_python(raw)
         except ValidationError as exc:
-            prefix = [self.location] if name is None else [self.location, name]
-            for error in exc.errors(include_url=False):
-                entry: dict[str, Any] = {
-                    "type": error["type"],
-                    "loc": [*prefix, *error["loc"]],
-                    "msg": error["msg"],
-                    "input": error["input"],
-                }
-                if "ctx" in error:
-                    entry["ctx"] = {k: v if isinstance(v, int | float) else str(v) for k, v in error["ctx"].items()}
-                self.errors.append(entry)
+            self.errors.extend(_entries(exc, [self.location, name]))
             return fallback
 
     def raise_errors(self) -> None:
@@ -75,23 +65,40 @@ def json_body(raw: bytes) -> object:
         raise Reject(validation_error([missing]))
     try:
         return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        error = {"type": "json_invalid", "loc": ["body", exc.pos], "msg": "JSON decode error", "input": {}}
-        raise Reject(validation_error([error | {"ctx": {"error": exc.msg}}])) from None
     except ValueError as exc:
-        error = {"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error", "input": {}}
-        raise Reject(validation_error([error | {"ctx": {"error": str(exc)}}])) from None
+        # Bytes that are not UTF-8 fail before parsing, at no position.
+        position, reason = (exc.pos, exc.msg) if isinstance(exc, json.JSONDecodeError) else (0, str(exc))
+        entry: dict[str, Any] = {
+            "type": "json_invalid",
+            "loc": ["body", position],
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": reason},
+        }
+        raise Reject(validation_error([entry])) from None
 
 
 def validated(adapter: TypeAdapter[_T], body: object) -> _T:
     """`body` validated by `adapter` (a model or a union of models), or 422 naming every error."""
-    checker = Checker("body")
     try:
         return adapter.validate_python(body)
-    except ValidationError:
-        checker.check(adapter, None, body, None)
-        checker.raise_errors()
-        raise
+    except ValidationError as exc:
+        raise Reject(validation_error(_entries(exc, ["body"]))) from None
+
+
+def _entries(exc: ValidationError, prefix: list[str]) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    for error in exc.errors(include_url=False):
+        entry: dict[str, Any] = {
+            "type": error["type"],
+            "loc": [*prefix, *error["loc"]],
+            "msg": error["msg"],
+            "input": error["input"],
+        }
+        if "ctx" in error:
+            entry["ctx"] = {k: v if isinstance(v, int | float) else str(v) for k, v in error["ctx"].items()}
+        entries.append(entry)
+    return entries
 
 
 def error(status: int, name: str, detail: str) -> JSONResponse:

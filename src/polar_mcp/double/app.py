@@ -114,7 +114,7 @@ _POSITIVE_INT = TypeAdapter(Annotated[int, Field(gt=0)])
 _UUIDS = TypeAdapter(UUID4 | Sequence[UUID4])
 _BENEFIT_TYPES = TypeAdapter(BenefitType | Sequence[BenefitType])
 _GRANT_SORTINGS = TypeAdapter(list[GrantSorting])
-_UUID = TypeAdapter(UUID4)
+_OPTIONAL_UUID = TypeAdapter(UUID4 | None)
 _OPTIONAL_TEXT = TypeAdapter(str | None)
 
 
@@ -316,8 +316,7 @@ class _Api:
         org_token = self._org_token(request, MEMBERS_READ, "members:write")
         query = Checker("query")
         params = request.query_params
-        raw_customer = params.get("customer_id")
-        customer_id = query.check(_UUID, "customer_id", raw_customer, None) if raw_customer is not None else None
+        customer_id = query.check(_OPTIONAL_UUID, "customer_id", params.get("customer_id"), None)
         page = query.check(_POSITIVE_INT, "page", params.get("page", 1), 1)
         limit = query.check(_POSITIVE_INT, "limit", params.get("limit", 10), 10)
         query.raise_errors()

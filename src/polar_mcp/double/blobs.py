@@ -70,9 +70,13 @@ class Blob:
         """A blob whose whole content is `data`."""
         return cls(size=len(data), header=data)
 
-    def blocks(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
-        """The bytes from `start` to `stop` (default: the end) in blocks of at most BLOCK_SIZE bytes."""
-        stop = self.size if stop is None else min(stop, self.size)
+    def blocks(self) -> Iterator[bytes]:
+        """The content in blocks of at most BLOCK_SIZE bytes."""
+        return self.range(0, self.size)
+
+    def range(self, start: int, stop: int) -> Iterator[bytes]:
+        """The bytes from `start` to `stop` (exclusive) in blocks of at most BLOCK_SIZE bytes."""
+        stop = min(stop, self.size)
         for index in range(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE)):
             offset = index * BLOCK_SIZE
             block = self._block(index)

@@ -30,7 +30,10 @@ S3_ERRORS: dict[str, tuple[int, str]] = {
         "signing method.",
     ),
     "ExpiredToken": (400, "The provided token has expired."),
-    "RequestTimeout": (400, "Your socket connection to the server was not read from or written to within the timeout period."),
+    "RequestTimeout": (
+        400,
+        "Your socket connection to the server was not read from or written to within the timeout period.",
+    ),
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchBucket": (404, "The specified bucket does not exist"),
     "InternalError": (500, "We encountered an internal error. Please try again."),

@@ -85,7 +85,7 @@ class StorageApp(FaultyApp):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{file.size}"
         headers["Content-Length"] = str(stop - start)
-        blocks = file.blob.blocks(start, stop)
+        blocks = file.blob.range(start, stop) if status == 206 else file.blob.blocks()
         if self.store.faults.take("wrong_bytes_next"):
             blocks = _corrupted(blocks)
         if request.method == "HEAD":

@@ -425,7 +425,11 @@ class Store:
 
         In an organization with members, an individual customer's grants go to its owner member.
         """
-        if member is None and customer.type == "individual" and self.organizations[customer.organization_id].uses_members:
+        if (
+            member is None
+            and customer.type == "individual"
+            and self.organizations[customer.organization_id].uses_members
+        ):
             member = next(iter(self.members_of(customer.id)), None)
         key = f"{customer.id}:{benefit.id}:{member.id if member else ''}"
         grant = Grant(
