@@ -501,7 +501,7 @@ class _Api:
             "is_granted": True,
             "is_revoked": False,
             "customer_id": grant.customer_id,
-            "member_id": grant.member_id,
+            "member_id": grant.member_id or self._owner_id(grant.customer_id),
             "benefit_id": benefit.id,
             "order_id": grant.order_id,
             "subscription_id": grant.subscription_id,
@@ -522,6 +522,13 @@ class _Api:
             },
             "properties": {"files": files} if is_downloadables else {},
         }
+
+    def _owner_id(self, customer_id: str) -> str | None:
+        """The member an individual customer's grants belong to in an organization with members."""
+        customer = self.store.customers[customer_id]
+        if customer.type == "team" or not self.store.organizations[customer.organization_id].uses_members:
+            return None
+        return next((m.id for m in self.store.members_of(customer_id)), None)
 
     def _grant_sort_key(self, criterion: GrantSorting) -> Callable[[Grant], Any]:
         benefits = self.store.benefits

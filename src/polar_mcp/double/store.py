@@ -421,16 +421,7 @@ class Store:
         member: Member | None = None,
         revoked_at: float | None = None,
     ) -> Grant:
-        """Grant a benefit to a customer (or to one member of a team customer).
-
-        In an organization with members, an individual customer's grants go to its owner member.
-        """
-        if (
-            member is None
-            and customer.type == "individual"
-            and self.organizations[customer.organization_id].uses_members
-        ):
-            member = next(iter(self.members_of(customer.id)), None)
+        """Grant a benefit to a customer (or to one member of a team customer)."""
         key = f"{customer.id}:{benefit.id}:{member.id if member else ''}"
         grant = Grant(
             stable_uuid(f"grant:{key}"),
@@ -554,7 +545,7 @@ class Store:
             for g in self.grants.values()
             if g.customer_id == session.customer_id
             and g.active
-            and (session.member_id is None or g.member_id in (None, session.member_id))
+            and g.member_id in (None, session.member_id)
             and not self.benefits[g.benefit_id].deleted
         ]
         return sorted(found, key=lambda g: g.granted_at, reverse=True)
