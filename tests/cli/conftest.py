@@ -18,8 +18,8 @@ import httpcore2
 import pytest
 
 from polar_mcp.cli import main
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.store import Store
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: ")

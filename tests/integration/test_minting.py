@@ -14,7 +14,8 @@ from pydantic import SecretStr
 
 from polar_mcp.catalog import Catalog
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import (
+from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     DEMO_ORG_TOKEN,
     DEMO_READONLY_ORG_TOKEN,
@@ -23,7 +24,6 @@ from polar_mcp.double.catalog import (
     DEMO_TEAM_ORG_TOKEN,
     demo_store,
 )
-from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.store import Store
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.errors import ConfigurationError
