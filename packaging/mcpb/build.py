@@ -78,7 +78,7 @@ def build_bundle(out: Path) -> Path:
 
 
 def wheelhouse_dir() -> Path:
-    """Keyed by pyproject.toml, so a change of dependencies gets a fresh wheelhouse."""
+    """Keyed by pyproject.toml, so a change of dependencies gets a fresh wheelhouse (and the old one goes)."""
     key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
     return ROOT / ".cache" / "wheelhouse" / key
 
@@ -103,6 +103,9 @@ def build_wheelhouse() -> Path:
         shutil.rmtree(partial)
         raise
     partial.rename(target)
+    for stale in target.parent.iterdir():
+        if stale != target:
+            shutil.rmtree(stale)
     return target
 
 

@@ -31,6 +31,8 @@ MCPB = ROOT / ".tools" / "node" / "node_modules" / ".bin" / "mcpb"
 # Kept between runs like .venv: uv unpacks each wheel once, so a launch takes about a second.
 UV_CACHE = ROOT / ".cache" / "uv"
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
+# Settings of the buyer sign-in (issue 14): the bundle and the README offer them before polar-mcp reads them.
+SIGN_IN_VARIABLES = {"POLAR_ORGANIZATION", "POLAR_CUSTOMER_EMAIL"}
 
 
 def _load_build() -> ModuleType:

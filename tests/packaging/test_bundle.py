@@ -14,6 +14,7 @@ from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.store import Store
 from tests.packaging.conftest import (
     ROOT,
+    SIGN_IN_VARIABLES,
     host_config,
     launched,
     offline_environment,
@@ -22,9 +23,6 @@ from tests.packaging.conftest import (
 )
 
 pytestmark = [pytest.mark.node, pytest.mark.anyio]
-
-# Settings of the buyer sign-in (issue 14): the bundle asks for them before polar-mcp reads them.
-SIGN_IN_VARIABLES = {"POLAR_ORGANIZATION", "POLAR_CUSTOMER_EMAIL"}
 
 
 def test_the_bundled_manifest_passes_the_official_validator(unpacked: Path) -> None:

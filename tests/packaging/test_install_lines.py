@@ -14,13 +14,11 @@ from pathlib import Path
 import pytest
 
 from polar_mcp.config import OPTIONS
-from tests.packaging.conftest import ROOT, offline_environment, pyproject_version
+from tests.packaging.conftest import ROOT, SIGN_IN_VARIABLES, offline_environment, pyproject_version
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 INSTALL = README.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
 CLONE = "/path/to/polar-mcp"
-# Settings of the buyer sign-in (issue 14), which the README offers before polar-mcp reads them.
-SIGN_IN_VARIABLES = {"POLAR_ORGANIZATION", "POLAR_CUSTOMER_EMAIL"}
 
 
 @dataclass(frozen=True)
