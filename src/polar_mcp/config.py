@@ -8,6 +8,7 @@ command line would show in `ps`.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import uuid
 from collections.abc import Mapping
@@ -27,6 +28,11 @@ from pydantic import (
 )
 
 from polar_mcp.untrusted import parse_size
+
+logger = logging.getLogger(__name__)
+
+# A host that fills `${user_config.x}` in a bundle's env leaves the reference itself when the user set nothing.
+_UNFILLED_REFERENCE = re.compile(r"\$\{[^}]*\}")
 
 SERVERS = {"production": "https://api.polar.sh", "sandbox": "https://sandbox-api.polar.sh"}
 
@@ -223,10 +229,19 @@ class Settings(BaseModel):
 def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> Settings:
     """Settings from `environ`, then flags in `overrides` (None values ignored), validated."""
     raw: dict[str, Any] = {}
+    unfilled: list[str] = []
     for option in OPTIONS:
         value = environ.get(option.env)
-        if value is not None and value.strip() != "":
-            raw[option.field] = value
+        if value is None or value.strip() == "":
+            continue
+        if _UNFILLED_REFERENCE.fullmatch(value.strip()):
+            unfilled.append(option.env)
+            continue
+        raw[option.field] = value
+    if unfilled:
+        logger.warning(
+            "%s: still a ${...} placeholder the host left unfilled, so treated as unset", ", ".join(unfilled)
+        )
     raw.update({key: value for key, value in (overrides or {}).items() if value is not None})
     try:
         return Settings.model_validate(raw)
