@@ -22,8 +22,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from polar_mcp.double.catalog import demo_store
 from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import demo_store
 from polar_mcp.double.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]

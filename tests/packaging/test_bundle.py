@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from polar_mcp.config import OPTIONS
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.runner import RunningDouble
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
 from tests.packaging.conftest import (
     ROOT,

@@ -58,7 +58,7 @@ ORG_CANARY = "polar_oat_CANARYorganization" + "Xe5tGa1QwKz7LrVn3MbPy"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 LINK = re.compile(r"/v1/customer-portal/downloadables/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 """A signed download link of the double, whoever it was issued to."""
-STORAGE = re.compile(r"/__storage__/[^\s'\"]*signature=")
+STORAGE = re.compile(r"/polar-files/[^\s'\"]*X-Amz-Signature=")
 """The storage URL a download link redirects to (a presigned S3 URL at Polar)."""
 TIMEOUT = "10"
 BOUND = 60.0
