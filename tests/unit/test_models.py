@@ -233,3 +233,9 @@ def test_introspection_reads_the_expiry_and_ignores_the_rest() -> None:
     raw = {"expires_at": "2026-08-01T13:00:00", "return_url": "https://shop.example/back", "extra": 1}
 
     assert SessionIntrospection.model_validate(raw) == SessionIntrospection(expires_at=NOW + timedelta(hours=1))
+
+
+def test_the_storage_version_is_read_as_polar_sends_it() -> None:
+    raw = downloadable(1, storage_version="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")
+
+    assert Downloadable.model_validate(raw).file.storage_version == "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
