@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from polar_mcp.double.store import Store
-from tests.cli.conftest import ERRATA_ID, Cli
+from tests.helpers.cli import ERRATA_ID, Cli
 
 pytestmark = pytest.mark.usefixtures("token")
 

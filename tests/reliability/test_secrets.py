@@ -49,8 +49,8 @@ from polar_mcp.double.store import ManualClock, Session, Store
 from polar_mcp.http import build_http_app
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.server import build_server
-from tests.loopback import serve_asgi
-from tests.reliability.conftest import ada_id
+from tests.helpers.demo import ada_id
+from tests.helpers.loopback import serve_asgi
 
 SESSION_CANARY = "polar_cst_CANARYsession" + "Zq7xW2vLk9TfR4mNpB8sYdJ0uHc"
 ORG_CANARY = "polar_oat_CANARYorganization" + "Xe5tGa1QwKz7LrVn3MbPy"

@@ -13,7 +13,7 @@ from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.store import Store
 from polar_mcp.http import build_http_app
-from tests.loopback import serve_asgi
+from tests.helpers.loopback import serve_asgi
 from tests.thirdparty.support import require_node_tools
 
 
