@@ -484,7 +484,7 @@ def test_ten_thousand_items_in_one_page_parse_and_render() -> None:
     render_everything(page, page_number=1, limit=10_000, names={}, links=False)
 
 
-def _endless_body(chunk_size: int, sent: list[int]) -> httpx2.MockTransport:
+def _endless_body(chunk_size: int, sent: list[int]) -> FakePolar:
     """A 200 whose body (no Content-Length) would run to 1 GiB; `sent` counts the bytes handed out."""
 
     async def body() -> AsyncIterator[bytes]:
@@ -492,14 +492,11 @@ def _endless_body(chunk_size: int, sent: list[int]) -> httpx2.MockTransport:
             sent[0] += chunk_size
             yield b"{" * chunk_size
 
-    def handle(_: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, content=body(), headers={"Content-Type": "application/json"})
-
-    return httpx2.MockTransport(handle)
+    return FakePolar(answers=[httpx2.Response(200, content=body(), headers={"Content-Type": "application/json"})])
 
 
-async def _list_with_cap(transport: httpx2.MockTransport) -> None:
-    http = PolarClient.new_http_client("https://api.polar.sh", 5.0, transport=transport)
+async def _list_with_cap(polar: FakePolar) -> None:
+    http = PolarClient.new_http_client("https://api.polar.sh", 5.0, transport=polar.transport())
     async with http:
         client = PolarClient(http, timeout=5.0, limits=ClientLimits(max_body_bytes=MiB), sleep=_no_sleep)
         session = StaticSession(SecretStr(CUSTOMER_TOKEN), renew_hint="")
@@ -523,11 +520,10 @@ def test_a_declared_length_over_the_size_cap_is_refused_before_any_of_the_body_i
         sent[0] += 1
         yield b"{}"
 
-    def handle(_: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, content=body(), headers={"Content-Length": str(2 * MiB)})
+    declared = httpx2.Response(200, content=body(), headers={"Content-Length": str(2 * MiB)})
 
     with pytest.raises(MalformedResponseError):
-        anyio.run(_list_with_cap, httpx2.MockTransport(handle))
+        anyio.run(_list_with_cap, FakePolar(answers=[declared]))
     assert sent == [0]
 
 
