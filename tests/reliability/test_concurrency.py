@@ -37,8 +37,8 @@ from polar_mcp.double.seed import (
 )
 from polar_mcp.double.store import Store
 from polar_mcp.http import build_http_app
-from tests.loopback import serve_asgi
-from tests.reliability.conftest import ada_id
+from tests.helpers.demo import ada_id
+from tests.helpers.loopback import serve_asgi
 
 pytestmark = pytest.mark.anyio
 

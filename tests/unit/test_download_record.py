@@ -16,7 +16,12 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from download_support import (
+
+from polar_mcp.core import download_request
+from polar_mcp.download import DownloadError, DownloadRequest, SavedFile
+from polar_mcp.download_record import RECORD_NAME, DownloadRecord, SavedEntry
+from polar_mcp.polar.models import Downloadable
+from tests.helpers.download import (
     BODY,
     BODY_SHA,
     LINK,
@@ -27,12 +32,7 @@ from download_support import (
     file_request,
     listing,
 )
-from polar_payloads import downloadable
-
-from polar_mcp.download import DownloadError, DownloadRequest, SavedFile
-from polar_mcp.download_record import RECORD_NAME, DownloadRecord, SavedEntry
-from polar_mcp.polar.models import Downloadable
-from polar_mcp.runtime import download_request
+from tests.helpers.polar import downloadable
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from polar_payloads import BASE_URL, BENEFIT_A, NOW, downloadable, file_id, item_id, page_body
 from pydantic import ValidationError
 
 from polar_mcp.polar.models import (
@@ -16,6 +15,15 @@ from polar_mcp.polar.models import (
     FileDownload,
     Pagination,
     SessionIntrospection,
+)
+from tests.helpers.clock import NOW
+from tests.helpers.polar import (
+    BASE_URL,
+    BENEFIT_A,
+    downloadable,
+    file_id,
+    item_id,
+    page_body,
 )
 
 EXPECTED_ONE = Downloadable(

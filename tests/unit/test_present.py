@@ -9,23 +9,23 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from polar_payloads import (
-    BASE_URL,
-    BENEFIT_A,
-    BENEFIT_B,
-    BENEFIT_NAMES,
-    NOW,
-    benefit_grant,
-    downloadable,
-    file_id,
-    item_id,
-)
 
 from polar_mcp import present
 from polar_mcp.catalog import BenefitName, Listing
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.present import DownloadablesList, DownloadLink, FileItem
 from polar_mcp.untrusted import clean_text
+from tests.helpers.clock import NOW
+from tests.helpers.polar import (
+    BASE_URL,
+    BENEFIT_A,
+    BENEFIT_B,
+    BENEFIT_NAMES,
+    benefit_grant,
+    downloadable,
+    file_id,
+    item_id,
+)
 
 DIGEST = bytes(range(32))
 HEX = DIGEST.hex()
