@@ -11,7 +11,8 @@ import pytest
 
 from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.store import Store
-from tests.cli.conftest import ERRATA_ID, Cli, ada_token
+from tests.helpers.cli import ERRATA_ID, Cli
+from tests.helpers.demo import ada_token
 
 REJECTED = (
     "polar-mcp: Polar rejected the session token: it is expired, revoked or invalid (customer session tokens "
@@ -19,11 +20,11 @@ REJECTED = (
     "POLAR_ACCESS_TOKEN and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself.\n"
 )
 NO_SESSION = (
-    "polar-mcp: No Polar customer session is configured. Set POLAR_CUSTOMER_SESSION to a customer session "
-    "token (polar_cst_…) or member session token (polar_mst_…) in the server's environment. A customer "
-    "session token (polar_cst_…) is created by the seller with Polar's POST /v1/customer-sessions/ "
-    "(organization token with customer_sessions:write); it lives one hour. Or run with --demo to try "
-    "polar-mcp without an account.\n"
+    "polar-mcp: No Polar session is configured. Set one of: POLAR_CUSTOMER_SESSION, a customer "
+    "(polar_cst_…) or member (polar_mst_…) session token, which the seller creates with Polar's POST "
+    "/v1/customer-sessions/ and which lives one hour; or POLAR_ACCESS_TOKEN, an organization token with "
+    "customer_sessions:write, with POLAR_CUSTOMER_ID or POLAR_EXTERNAL_CUSTOMER_ID, so polar-mcp creates "
+    "sessions itself. Or run with --demo to try polar-mcp without an account.\n"
 )
 UNREACHABLE = "http://127.0.0.1:9"
 UNAVAILABLE = "polar-mcp: Polar is having trouble right now (HTTP 503); try again in a minute.\n"

@@ -15,9 +15,10 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from polar_mcp.double.catalog import synthetic_store
-from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.double.seed import synthetic_store
+from polar_mcp.double.store import Store
 from tests.double.helpers import LIST, asgi_client, bearer, benefit_id
+from tests.helpers.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

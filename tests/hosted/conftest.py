@@ -11,7 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.hosted.support import (
+
+from polar_mcp.double.seed import demo_store
+from polar_mcp.double.store import Store
+from polar_mcp.hosted.service import Limits
+from tests.helpers.hosted import (
     FakeClock,
     Mailbox,
     RunningHosted,
@@ -21,10 +25,6 @@ from tests.hosted.support import (
     polar_server,
     smtp_server,
 )
-
-from polar_mcp.double.catalog import demo_store
-from polar_mcp.double.store import Store
-from polar_mcp.hosted.service import Limits
 
 ROOMY = Limits(
     codes_per_address=(1000, 900.0),

@@ -11,7 +11,10 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from tests.hosted.support import (
+
+from polar_mcp.double.seed import demo_store
+from polar_mcp.double.store import Store
+from tests.helpers.hosted import (
     ADA_EMAIL,
     GRACE_EMAIL,
     HOSTED_ORG_TOKEN,
@@ -28,9 +31,6 @@ from tests.hosted.support import (
     sign_in,
     tools_list,
 )
-
-from polar_mcp.double.catalog import demo_store
-from polar_mcp.double.store import Store
 
 pytestmark = pytest.mark.anyio
 

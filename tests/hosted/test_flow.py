@@ -8,7 +8,9 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from tests.hosted.support import (
+
+from polar_mcp.double.store import Store
+from tests.helpers.hosted import (
     ADA_EMAIL,
     SELLER_NAME,
     Browser,
@@ -19,8 +21,6 @@ from tests.hosted.support import (
     hosted_server,
     oauth_for,
 )
-
-from polar_mcp.double.store import Store
 
 pytestmark = pytest.mark.anyio
 

@@ -12,9 +12,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
-from tests.hosted.support import Mailbox, free_port
 
 from polar_mcp.hosted.mail import Mailer, MailError, SmtpServer, may_send_credentials, parse_smtp_url
+from tests.helpers.hosted import Mailbox, free_port
 
 pytestmark = [
     pytest.mark.anyio,

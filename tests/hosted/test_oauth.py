@@ -9,7 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
-from tests.hosted.support import (
+
+from polar_mcp.double.store import Store
+from polar_mcp.hosted.service import Limits
+from tests.helpers.hosted import (
     REDIRECT_URI,
     VERIFIER,
     FakeClock,
@@ -25,9 +28,6 @@ from tests.hosted.support import (
     start,
     tools_list,
 )
-
-from polar_mcp.double.store import Store
-from polar_mcp.hosted.service import Limits
 
 pytestmark = pytest.mark.anyio
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from tests.hosted.support import SECRET_KEY, free_port
 
 from polar_mcp.cli import main
 from polar_mcp.config import ConfigError, load_settings
-from polar_mcp.double.catalog import DEMO_ORG_TOKEN, DEMO_READONLY_ORG_TOKEN
+from polar_mcp.double.seed import DEMO_READONLY_ORG_TOKEN, DEMO_TEAM_ORG_TOKEN
+from polar_mcp.double.store import CUSTOMER_SESSIONS_WRITE, Store
 from polar_mcp.exit_codes import ExitCode
 from polar_mcp.hosted.app import SigninGate, preflight
 from polar_mcp.hosted.options import hosted_options
 from polar_mcp.http import create_app
+from tests.helpers.hosted import SECRET_KEY, free_port
 
 MINIMAL = {"POLAR_MCP_TRANSPORT": "http", "POLAR_MCP_AUTH": "signin"}
 
@@ -87,14 +88,19 @@ def test_the_refresh_life_reads_days_hours_or_seconds(env: dict[str, str]) -> No
     assert lives == [30 * 86400, 12 * 3600, 7200]
 
 
-def test_start_up_proves_the_services_and_names_what_fails(env: dict[str, str]) -> None:
+SESSIONS_ONLY = "polar_oat_hosted_test_sessions_only"
+
+
+def test_start_up_proves_the_services_and_names_what_fails(env: dict[str, str], store: Store) -> None:
     preflight(load_settings(env))  # everything works: no exception
+    press = next(org for org in store.organizations.values() if org.slug == "ferris-press")
+    store.add_org_token(SESSIONS_ONLY, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE,))
 
     broken = {
         **env,
         "POLAR_MCP_SMTP_URL": f"smtp://127.0.0.1:{free_port()}",
         "POLAR_ORGANIZATION": "no-such-seller",
-        "POLAR_ACCESS_TOKEN": DEMO_ORG_TOKEN,
+        "POLAR_ACCESS_TOKEN": SESSIONS_ONLY,
     }
     with pytest.raises(ConfigError) as raised:
         preflight(load_settings(broken))
@@ -103,7 +109,16 @@ def test_start_up_proves_the_services_and_names_what_fails(env: dict[str, str]) 
     assert message.startswith("Cannot start signin: POLAR_MCP_SMTP_URL: cannot send through smtp://127.0.0.1:")
     assert "POLAR_ORGANIZATION: Polar knows no organization with the slug 'no-such-seller'" in message
     assert "POLAR_ACCESS_TOKEN: the token lacks the customers:read scope" in message
-    assert DEMO_ORG_TOKEN not in message
+    assert SESSIONS_ONLY not in message
+
+
+def test_start_up_names_a_token_of_another_seller(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as raised:
+        preflight(load_settings({**env, "POLAR_ACCESS_TOKEN": DEMO_TEAM_ORG_TOKEN}))
+
+    assert str(raised.value) == (
+        "Cannot start signin: POLAR_ACCESS_TOKEN: the token belongs to another organization than POLAR_ORGANIZATION"
+    )
 
 
 def test_start_up_names_a_token_without_the_session_scope(env: dict[str, str]) -> None:

@@ -10,8 +10,8 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.runner import RunningDouble
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
 from polar_mcp.server import build_server
 
@@ -22,8 +22,8 @@ LISTING_PATH = "/v1/customer-portal/downloadables/"
 
 ADA_PURCHASES: list[tuple[str, str | None, list[str]]] = [
     # (the benefit as the demo catalog describes it, the name a customer sees, its listed files),
-    # newest grant first, as Polar lists them. The private benefit is listed, but never named.
-    ("Early Access: Chapter 12", None, ["chapter-12-draft.pdf"]),
+    # newest grant first, as Polar lists them. Downloadables benefits are always public, so all are named.
+    ("Early Access: Chapter 12", "Early Access: Chapter 12", ["chapter-12-draft.pdf"]),
     ("Wallpaper Pack", "Wallpaper Pack", ["ferris-dawn-3840x2160.png", "ferris-dusk-2560x1440.png"]),
     (
         "Async Course Videos",
@@ -80,7 +80,7 @@ async def test_one_listing_answers_what_was_bought_from_the_seller_grouped_under
     text = _text(everything)
     assert [line for line in text.splitlines() if not line.startswith("- ")] == [
         "Files 1–11 of 11 from Ferris Press (page 1 of 1):",
-        f"Benefit {_benefit_id(store, 'Early Access: Chapter 12')} — 1 file:",
+        f"Early Access: Chapter 12 — 1 file (benefit_id {_benefit_id(store, 'Early Access: Chapter 12')}):",
         f"Wallpaper Pack — 2 files (benefit_id {_benefit_id(store, 'Wallpaper Pack')}):",
         f"Async Course Videos — 3 files (benefit_id {_benefit_id(store, 'Async Course Videos')}):",
         f"Code Samples — 2 files (benefit_id {_benefit_id(store, 'Code Samples')}):",
@@ -89,7 +89,7 @@ async def test_one_listing_answers_what_was_bought_from_the_seller_grouped_under
     assert [line.split(" · ")[0] for line in text.splitlines() if line.startswith("- ")] == [
         f"- {name}" for _, _, names in ADA_PURCHASES for name in names
     ]
-    assert f"- chapter-12-draft.pdf · 655.4 kB · application/pdf · id {id_of['chapter-12-draft.pdf']}" in text
+    assert f"- chapter-12-draft.pdf · 640.0 KB · application/pdf · id {id_of['chapter-12-draft.pdf']}" in text
     assert [i["name"] for i in _items(ebooks)] == ["rust-in-practice.pdf", "rust-in-practice.epub", "errata.txt"]
     assert after.get(GRANTS_PATH, 0) - before.get(GRANTS_PATH, 0) == 1, "one benefit-grants walk for both"
     assert after.get(LISTING_PATH, 0) - before.get(LISTING_PATH, 0) == 2

@@ -14,29 +14,28 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from polar_payloads import (
-    BENEFIT_A,
-    BENEFIT_B,
-    BENEFIT_GRANTS_PATH,
-    CUSTOMER_TOKEN,
-    INVALID_TOKEN_BODY,
-    INVALID_TOKEN_CHALLENGE,
-    NOW,
-    OTHER_CUSTOMER_TOKEN,
-    FakePolar,
-    FakeTime,
-    downloadable,
-    file_id,
-    item_id,
-    json_response,
-    make_client,
-    session,
-)
 
 from polar_mcp import download, present
 from polar_mcp.catalog import NAMES_TTL, Catalog, ItemNotFoundError
 from polar_mcp.core import saved_result
 from polar_mcp.polar.errors import AuthenticationError
+from tests.helpers.clock import NOW, FakeTime
+from tests.helpers.polar import (
+    BENEFIT_A,
+    BENEFIT_B,
+    BENEFIT_GRANTS_PATH,
+    CUSTOMER_TOKEN,
+    OTHER_CUSTOMER_TOKEN,
+    FakePolar,
+    by_token,
+    downloadable,
+    file_id,
+    invalid_token,
+    item_id,
+    json_response,
+    make_client,
+    session,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -109,35 +108,35 @@ EBOOKS = {"benefit": "Rust Ebook Bundle", "seller": "Ferris Press"}
 VIDEOS = {"benefit": "Async Course Videos", "seller": "Ferris Press"}
 
 SHOP_ROWS = [
-    row(1, "rust-in-practice.pdf", 3_407_872, "3.4 MB", "application/pdf", BENEFIT_A, **EBOOKS),
+    row(1, "rust-in-practice.pdf", 3_407_872, "3.2 MB", "application/pdf", BENEFIT_A, **EBOOKS),
     row(2, "rust-in-practice.epub", 1_245_184, "1.2 MB", "application/epub+zip", BENEFIT_A, **EBOOKS),
-    row(3, "errata.txt", 1_024, "1.0 kB", "text/plain", BENEFIT_A, **EBOOKS),
-    row(4, "01-futures-and-wakers.mp4", 14_803_889, "14.8 MB", "video/mp4", BENEFIT_B, **VIDEOS),
-    row(5, "chapter-12-draft.pdf", 655_360, "655.4 kB", "application/pdf", PRIVATE),
+    row(3, "errata.txt", 1_024, "1.0 KB", "text/plain", BENEFIT_A, **EBOOKS),
+    row(4, "01-futures-and-wakers.mp4", 14_803_889, "14.1 MB", "video/mp4", BENEFIT_B, **VIDEOS),
+    row(5, "chapter-12-draft.pdf", 655_360, "640.0 KB", "application/pdf", PRIVATE),
 ]
 UNNAMED_SHOP_ROWS = [{k: v for k, v in r.items() if k not in ("benefit", "seller")} for r in SHOP_ROWS]
 
 SHOP_TEXT = (
     "Files 1–5 of 5 from Ferris Press (page 1 of 1):\n"
     f"Rust Ebook Bundle — 3 files (benefit_id {BENEFIT_A}):\n"
-    f"- rust-in-practice.pdf · 3.4 MB · application/pdf · id {item_id(1)}\n"
+    f"- rust-in-practice.pdf · 3.2 MB · application/pdf · id {item_id(1)}\n"
     f"- rust-in-practice.epub · 1.2 MB · application/epub+zip · id {item_id(2)}\n"
-    f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}\n"
+    f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}\n"
     f"Async Course Videos — 1 file (benefit_id {BENEFIT_B}):\n"
-    f"- 01-futures-and-wakers.mp4 · 14.8 MB · video/mp4 · id {item_id(4)}\n"
+    f"- 01-futures-and-wakers.mp4 · 14.1 MB · video/mp4 · id {item_id(4)}\n"
     f"Benefit {PRIVATE} — 1 file:\n"
-    f"- chapter-12-draft.pdf · 655.4 kB · application/pdf · id {item_id(5)}"
+    f"- chapter-12-draft.pdf · 640.0 KB · application/pdf · id {item_id(5)}"
 )
 UNNAMED_SHOP_TEXT = (
     "Files 1–5 of 5 (page 1 of 1):\n"
     f"Benefit {BENEFIT_A} — 3 files:\n"
-    f"- rust-in-practice.pdf · 3.4 MB · application/pdf · id {item_id(1)}\n"
+    f"- rust-in-practice.pdf · 3.2 MB · application/pdf · id {item_id(1)}\n"
     f"- rust-in-practice.epub · 1.2 MB · application/epub+zip · id {item_id(2)}\n"
-    f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}\n"
+    f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}\n"
     f"Benefit {BENEFIT_B} — 1 file:\n"
-    f"- 01-futures-and-wakers.mp4 · 14.8 MB · video/mp4 · id {item_id(4)}\n"
+    f"- 01-futures-and-wakers.mp4 · 14.1 MB · video/mp4 · id {item_id(4)}\n"
     f"Benefit {PRIVATE} — 1 file:\n"
-    f"- chapter-12-draft.pdf · 655.4 kB · application/pdf · id {item_id(5)}"
+    f"- chapter-12-draft.pdf · 640.0 KB · application/pdf · id {item_id(5)}"
 )
 
 
@@ -187,9 +186,9 @@ async def test_with_several_sellers_each_group_names_its_own_and_the_header_none
     assert await world.text() == (
         "Files 1–2 of 2 (page 1 of 1):\n"
         f"Rust Ebook Bundle, from Ferris Press — 1 file (benefit_id {BENEFIT_A}):\n"
-        f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}\n"
+        f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}\n"
         f"Crab Stickers, from Crab Collective — 1 file (benefit_id {BENEFIT_B}):\n"
-        f"- 01-futures-and-wakers.mp4 · 14.8 MB · video/mp4 · id {item_id(4)}"
+        f"- 01-futures-and-wakers.mp4 · 14.1 MB · video/mp4 · id {item_id(4)}"
     )
 
 
@@ -214,7 +213,7 @@ async def test_a_download_link_says_which_benefit_and_seller_the_file_is_from() 
         "mime_type": "text/plain",
     }
     assert present.link_text(link).splitlines()[0] == (
-        "Download link for errata.txt (1.0 kB), from Rust Ebook Bundle by Ferris Press:"
+        "Download link for errata.txt (1.0 KB), from Rust Ebook Bundle by Ferris Press:"
     )
     assert world.grant_walks == 1
 
@@ -227,7 +226,7 @@ async def test_a_link_to_a_private_benefits_file_has_no_benefit_or_seller() -> N
     link = present.download_link(item, names.get(item.benefit_id), now=NOW)
 
     assert (link.benefit, link.seller) == (None, None)
-    assert present.link_text(link).splitlines()[0] == "Download link for chapter-12-draft.pdf (655.4 kB):"
+    assert present.link_text(link).splitlines()[0] == "Download link for chapter-12-draft.pdf (640.0 KB):"
 
 
 async def test_a_downloaded_file_says_which_benefit_and_seller_it_is_from() -> None:
@@ -271,9 +270,9 @@ async def test_a_query_matches_benefit_names_and_returns_every_file_under_them()
     assert text == (
         "Files 1–3 of 3 matching 'ebook BUNDLE' from Ferris Press (page 1 of 1):\n"
         f"Rust Ebook Bundle — 3 files (benefit_id {BENEFIT_A}):\n"
-        f"- rust-in-practice.pdf · 3.4 MB · application/pdf · id {item_id(1)}\n"
+        f"- rust-in-practice.pdf · 3.2 MB · application/pdf · id {item_id(1)}\n"
         f"- rust-in-practice.epub · 1.2 MB · application/epub+zip · id {item_id(2)}\n"
-        f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}"
+        f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}"
     )
 
 
@@ -409,12 +408,11 @@ async def test_names_are_cached_per_customer_token() -> None:
         items=[downloadable(1, "alice.pdf", benefit_id=BENEFIT_A)], benefits={BENEFIT_A: ("Ebooks", "Shop")}
     )
     bob = FakePolar(items=[downloadable(2, "bob.pdf", benefit_id=BENEFIT_B)], benefits={BENEFIT_B: ("Videos", "Shop")})
-    polars = {f"Bearer {CUSTOMER_TOKEN}": alice, f"Bearer {OTHER_CUSTOMER_TOKEN}": bob}
-
-    async def route(request: httpx2.Request) -> httpx2.Response:
-        return await polars[request.headers["Authorization"]](request)
-
-    catalog = Catalog(make_client(route, time), clock=time.clock, wall_clock=time.wall_clock)
+    catalog = Catalog(
+        make_client(by_token({CUSTOMER_TOKEN: alice, OTHER_CUSTOMER_TOKEN: bob}), time),
+        clock=time.clock,
+        wall_clock=time.wall_clock,
+    )
 
     seen = [await catalog.list(session(token)) for token in (CUSTOMER_TOKEN, OTHER_CUSTOMER_TOKEN, CUSTOMER_TOKEN)]
 
@@ -482,7 +480,7 @@ FAILURES = {
         "Polar is having trouble right now (HTTP 503); try again in a minute.",
     ),
     "401": (
-        lambda _request: json_response(401, INVALID_TOKEN_BODY, {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE}),
+        lambda _request: invalid_token(),
         1,
         "Polar rejected the session token: it is expired, revoked or invalid (customer session tokens live one hour).",
     ),
@@ -545,10 +543,7 @@ async def test_names_return_in_the_next_lifetime_once_the_grants_call_recovers()
 
 
 async def test_a_failing_listing_raises_its_own_error_whatever_the_names() -> None:
-    def listing_rejected(_request: httpx2.Request) -> httpx2.Response:
-        return json_response(401, INVALID_TOKEN_BODY, {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
-
-    world = World([], FakePolar(items=shop(), script=listing_rejected))
+    world = World([], FakePolar(items=shop(), script=lambda _request: invalid_token()))
 
     with pytest.raises(AuthenticationError):
         await world.catalog.list(session())
@@ -594,12 +589,12 @@ async def test_hostile_benefit_and_seller_names_cannot_forge_lines_in_the_text()
     assert text == (
         f"Files 1–2 of 2 from {CLEAN_SELLER} (page 1 of 1):\n"
         f"{CLEAN_BENEFIT} — 1 file (benefit_id {BENEFIT_A}):\n"
-        f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}\n"
+        f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}\n"
         f"Videos — 1 file (benefit_id {BENEFIT_B}):\n"
-        f"- 01-futures-and-wakers.mp4 · 14.8 MB · video/mp4 · id {item_id(4)}"
+        f"- 01-futures-and-wakers.mp4 · 14.1 MB · video/mp4 · id {item_id(4)}"
     )
     assert (
-        link_text.splitlines()[0] == f"Download link for errata.txt (1.0 kB), from {CLEAN_BENEFIT} by {CLEAN_SELLER}:"
+        link_text.splitlines()[0] == f"Download link for errata.txt (1.0 KB), from {CLEAN_BENEFIT} by {CLEAN_SELLER}:"
     )
     assert len(link_text.splitlines()) == 3
     assert not UNSAFE.search(text.replace("\n", "") + link_text.replace("\n", ""))
@@ -624,3 +619,17 @@ async def test_a_name_with_nothing_printable_is_left_out() -> None:
         set(),
         {"benefit"},
     ]
+
+
+@pytest.mark.anyio
+async def test_an_expired_session_is_one_message_not_a_names_warning_then_the_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    polar = FakePolar(items=shop(), script=lambda _request: invalid_token(), grants_script=lambda _r: invalid_token())
+    world = World([], polar)
+    caplog.set_level(logging.DEBUG, logger="polar_mcp")
+
+    with pytest.raises(AuthenticationError):
+        await world.listing()
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -5,27 +5,27 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from polar_payloads import (
-    BASE_URL,
-    BENEFIT_A,
-    BENEFIT_B,
-    BENEFIT_NAMES,
-    NOW,
-    benefit_grant,
-    downloadable,
-    file_id,
-    item_id,
-)
 
 from polar_mcp import present
 from polar_mcp.catalog import BenefitName, Listing
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.present import DownloadablesList, DownloadLink, FileItem
 from polar_mcp.untrusted import clean_text
+from tests.helpers.clock import NOW
+from tests.helpers.polar import (
+    BASE_URL,
+    BENEFIT_A,
+    BENEFIT_B,
+    BENEFIT_NAMES,
+    benefit_grant,
+    downloadable,
+    file_id,
+    item_id,
+)
 
 DIGEST = bytes(range(32))
 HEX = DIGEST.hex()
@@ -38,42 +38,6 @@ def item(number: int, name: str | None = None, **options: Any) -> Downloadable:
 
 
 # --- small formatters -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("size", "expected"),
-    [
-        (0, "0 B"),
-        (1, "1 B"),
-        (999, "999 B"),
-        (1_000, "1.0 kB"),
-        (1_049, "1.0 kB"),
-        (1_234_567, "1.2 MB"),
-        (999_949, "999.9 kB"),
-        (999_950, "1.0 MB"),
-        (2_400_000, "2.4 MB"),
-        (999_950_000, "1.0 GB"),
-        (1_500_000_000, "1.5 GB"),
-        (10**12, "1.0 TB"),
-        (999_999 * 10**12, "999999.0 TB"),
-    ],
-)
-def test_human_size_uses_si_units_with_one_decimal(size: int, expected: str) -> None:
-    assert present.human_size(size) == expected
-
-
-@pytest.mark.parametrize(
-    ("moment", "expected"),
-    [
-        (datetime(2026, 8, 1, 12, 0, 0, tzinfo=UTC), "2026-08-01T12:00:00Z"),
-        (datetime(2026, 8, 1, 14, 30, 5, 999_999, tzinfo=timezone(timedelta(hours=2))), "2026-08-01T12:30:05Z"),
-        (datetime(2026, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=-1))), "2026-01-01T01:30:00Z"),
-        (datetime(2025, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1))), "2026-01-01T00:30:00Z"),
-    ],
-    ids=["utc", "ahead-with-microseconds", "behind", "behind-across-a-year"],
-)
-def test_utc_iso_is_utc_to_the_second_ending_in_z(moment: datetime, expected: str) -> None:
-    assert present.utc_iso(moment) == expected
 
 
 @pytest.mark.parametrize(
@@ -114,7 +78,7 @@ def test_sha256_comes_from_hex_or_base64_and_malformed_checksums_are_none(
 ) -> None:
     subject = item(1, checksum_sha256_hex=hex_value, checksum_sha256_base64=b64_value)
 
-    assert present.sha256_hex(subject) == expected
+    assert (subject.file.sha256, present.sha256_hex(subject)) == (expected, expected)
 
 
 # --- structured results -----------------------------------------------------------------------
@@ -138,7 +102,7 @@ def test_a_file_item_keeps_only_what_a_model_needs() -> None:
         name="Guide.pdf",
         mime_type="application/pdf",
         size_bytes=2_400_000,
-        size="2.4 MB",
+        size="2.3 MB",
         version="2",
         last_modified_at="2026-03-04T05:06:07Z",
         sha256=HEX,
@@ -152,7 +116,7 @@ def test_a_file_item_leaves_out_what_polar_did_not_say() -> None:
         "file_id": file_id(2),
         "name": "Workbook.epub",
         "size_bytes": 999,
-        "size": "999 B",
+        "size": "999.0 B",
     }
 
 
@@ -184,10 +148,10 @@ def test_listing_text_groups_by_benefit_and_says_how_to_get_more() -> None:
     assert text == (
         "Files 1–3 of 7 (page 1 of 3):\n"
         f"Benefit {BENEFIT_A} — 2 files:\n"
-        f"- Guide.pdf · 2.4 MB · application/pdf · v2 · id {item_id(1)}\n"
-        f"- Workbook.epub · 999 B · id {item_id(2)}\n"
+        f"- Guide.pdf · 2.3 MB · application/pdf · v2 · id {item_id(1)}\n"
+        f"- Workbook.epub · 999.0 B · id {item_id(2)}\n"
         f"Benefit {BENEFIT_B} — 1 file:\n"
-        f"- Video.mp4 · 1.5 GB · video/mp4 · id {item_id(3)}\n"
+        f"- Video.mp4 · 1.4 GB · video/mp4 · id {item_id(3)}\n"
         "More: call again with page=2."
     )
 
@@ -387,7 +351,7 @@ def test_a_download_link_says_when_it_expires() -> None:
         headers=None,
     )
     assert present.link_text(link) == (
-        "Download link for Guide.pdf (2.4 MB):\n"
+        "Download link for Guide.pdf (2.3 MB):\n"
         f"{BASE_URL}/v1/customer-portal/downloadables/signed-1\n"
         "Expires 2026-08-01T13:00:00Z (in 49 min). Keep it private: anyone holding it can download the "
         "file, and each opening counts as a download."
@@ -429,3 +393,23 @@ def test_ambiguous_text_lists_the_candidates_safely() -> None:
         f"- Chapter 1.pdf · id {item_id(1)}\n"
         f"- Chapter 2.pdf · id {item_id(2)}"
     )
+
+
+@pytest.mark.parametrize(
+    ("verified", "expected"),
+    [
+        (True, "Already present, identical (SHA-256 matches): /d/Guide.pdf (2.3 MB). Nothing was downloaded."),
+        (
+            False,
+            "Already present, identical (unchanged since polar-mcp saved it): /d/Guide.pdf (2.3 MB). "
+            "Nothing was downloaded.",
+        ),
+    ],
+    ids=["by-checksum", "by-record"],
+)
+def test_a_skipped_download_says_what_vouches_for_the_file(verified: bool, expected: str) -> None:
+    saved = present.DownloadedFile(
+        path="/d/Guide.pdf", name="Guide.pdf", size_bytes=2_400_000, sha256=HEX, verified=verified, skipped=True
+    )
+
+    assert present.downloaded_text(saved) == expected

@@ -178,7 +178,7 @@ class BuyerSession:
             raise await self._explain(error) from None
 
     async def _explain(self, error: MintError) -> ConfigurationError:
-        if error.customer_unknown:
+        if error.reason == "customer_unknown":
             await self._hosted.end_access(self._customer_id)
             return AccessEndedError(
                 f"{self._hosted.seller.name} no longer has this customer on record, so access has ended. "

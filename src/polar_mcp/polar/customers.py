@@ -48,14 +48,16 @@ async def customers_by_email(client: PolarClient, organization_token: SecretStr,
 
 
 async def team_owner(client: PolarClient, organization_token: SecretStr, customer_id: str, email: str) -> str | None:
-    """The member a team customer's owner is (scope `members:read`): a team's sessions need it."""
+    """The member to act as for a team customer signed in with `email` (scope `members:read`): the
+    member with that e-mail, else the team's owner. A team's sessions need a member id."""
     body = await client.request(
         "GET", MEMBERS_PATH, token=organization_token, params=[("customer_id", customer_id), ("limit", "100")]
     )
     members = parse_json(body, MembersPage).items
     wanted = email.strip().lower()
-    for member in sorted(members, key=lambda member: member.role != "owner"):
-        if member.email.strip().lower() == wanted:
+    # Whoever proved they read the team's e-mail acts as its owner, or as the member they are.
+    for member in sorted(members, key=lambda member: (member.email.strip().lower() != wanted, member.role != "owner")):
+        if member.email.strip().lower() == wanted or member.role == "owner":
             return member.id
     return None
 

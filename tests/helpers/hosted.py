@@ -1,8 +1,8 @@
 """Real parts for the hosted sign-in tests: an SMTP server, Polar (the double), the server, a browser.
 
 Everything runs over loopback. The SMTP server is aiosmtpd on a free port chosen first; Polar is the
-embedded double, with a small loopback stand-in for the two seller endpoints it does not serve yet
-(`GET /v1/customers/` and the public organization lookup) mounted in front of it on one origin.
+embedded double, which serves the seller's lookups (`GET /v1/customers/`, `/v1/members/`) and the
+public organization lookup too.
 """
 
 from __future__ import annotations
@@ -30,15 +30,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from mcp.types import CallToolResult
 from pydantic import AnyUrl
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
 
 from polar_mcp.config import load_settings
-from polar_mcp.double.app import create_app
-from polar_mcp.double.runner import ServingThread
-from polar_mcp.double.store import CUSTOMER_SESSIONS_WRITE, Store
+from polar_mcp.double.runner import start_double
+from polar_mcp.double.store import CUSTOMER_SESSIONS_WRITE, CUSTOMERS_READ, MEMBERS_READ, Store
 from polar_mcp.hosted.app import SigninGate, build_signin_app
 from polar_mcp.hosted.service import Limits
 
@@ -110,78 +105,18 @@ def smtp_server() -> Iterator[tuple[str, Mailbox]]:
         controller.stop()
 
 
-def _seller_endpoints(store: Store) -> list[Route]:
-    """`GET /v1/customers/` and `GET /v1/customer-portal/organizations/{slug}` as Polar answers them."""
-
-    def organization_of(request: Request, scope: str = "customers:read") -> str | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        found = store.org_tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-        return found.organization_id if found is not None and scope in found.scopes else None
-
-    async def members(request: Request) -> Response:
-        organization_id = organization_of(request, "members:read")
-        if organization_id is None:
-            return JSONResponse({"error": "insufficient_scope", "detail": "members:read"}, status_code=403)
-        customer_id = request.query_params.get("customer_id")
-        items = [
-            {"id": member.id, "customer_id": member.customer_id, "email": member.email, "role": member.role}
-            for member in store.members.values()
-            if member.customer_id == customer_id
-            and store.customers[member.customer_id].organization_id == organization_id
-        ]
-        return JSONResponse({"items": items, "pagination": {"total_count": len(items), "max_page": 1}})
-
-    async def customers(request: Request) -> Response:
-        organization_id = organization_of(request)
-        if organization_id is None:
-            return JSONResponse({"error": "insufficient_scope", "detail": "customers:read"}, status_code=403)
-        email = request.query_params.get("email")
-        items = [
-            {
-                "id": customer.id,
-                "email": customer.email,
-                "name": customer.name,
-                "type": customer.type,
-                "organization_id": customer.organization_id,
-            }
-            for customer in store.customers.values()
-            if customer.organization_id == organization_id
-            and (email is None or customer.email.lower() == email.lower())
-        ]
-        limit = int(request.query_params.get("limit", "10"))
-        return JSONResponse({"items": items[:limit], "pagination": {"total_count": len(items), "max_page": 1}})
-
-    async def organization(request: Request) -> Response:
-        for org in store.organizations.values():
-            if org.slug == request.path_params["slug"]:
-                return JSONResponse(
-                    {"organization": {"id": org.id, "name": org.name, "slug": org.slug}, "products": []}
-                )
-        return JSONResponse({"error": "ResourceNotFound", "detail": "Not found"}, status_code=404)
-
-    return [
-        Route("/v1/customers/", customers, methods=["GET"]),
-        Route("/v1/members/", members, methods=["GET"]),
-        Route("/v1/customer-portal/organizations/{slug}", organization, methods=["GET"]),
-    ]
-
-
 @contextmanager
 def polar_server(store: Store) -> Iterator[str]:
-    """The double and the seller endpoints on one loopback origin; yields its base URL."""
+    """The double serving `store`, with two more tokens of the seller; yields its base URL."""
     press = next(org for org in store.organizations.values() if org.slug == SELLER_SLUG)
     store.add_org_token(
-        HOSTED_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, "customers:read", "members:read")
+        HOSTED_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, CUSTOMERS_READ, MEMBERS_READ)
     )
     store.add_org_token(
-        NO_MEMBERS_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, "customers:read")
+        NO_MEMBERS_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMER_SESSIONS_WRITE, CUSTOMERS_READ)
     )
-    app = Starlette(routes=[*_seller_endpoints(store), Mount("/", app=create_app(store))])
-    serving = ServingThread(app)
-    try:
-        yield serving.base_url
-    finally:
-        serving.stop()
+    with start_double(store) as running:
+        yield running.base_url
 
 
 def hosted_env(polar_url: str, smtp_url: str, database: str, public_url: str, **extra: str) -> dict[str, str]:

@@ -25,7 +25,7 @@ from mcp import Client
 
 from polar_mcp.config import Settings, load_settings
 from polar_mcp.demo_backend import running_demo
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
 from polar_mcp.server import build_server
 
@@ -34,7 +34,7 @@ NODE_TOOLS = ROOT / ".tools" / "node"
 NODE_BIN = NODE_TOOLS / "node_modules" / ".bin"
 INSPECTOR = NODE_BIN / "mcp-inspector"
 TS_SDK = NODE_TOOLS / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
-TS_CLIENT = Path(__file__).with_name("ts_client.mjs")
+TS_CLIENT = ROOT / "tests" / "thirdparty" / "ts_client.mjs"
 TIMEOUT = 120.0
 
 DEMO_SERVER = (sys.executable, "-m", "polar_mcp", "--demo")
