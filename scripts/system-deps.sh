@@ -6,7 +6,7 @@
 set -euo pipefail
 
 have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' > /dev/null || command -v initdb > /dev/null; }
-have_chromium() { [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; }
+have_chromium() { [[ -x ${POLAR_MCP_TEST_CHROMIUM:-/usr/bin/chromium} && -x ${POLAR_MCP_TEST_CHROMEDRIVER:-/usr/bin/chromedriver} ]]; }
 
 missing=()
 have_postgres || missing+=(postgresql)
@@ -17,8 +17,8 @@ if [[ $(id -u) -ne 0 ]] || ! command -v apt-get > /dev/null; then
   cat >&2 <<ADVICE
 system-deps: missing ${missing[*]}; the tests in tests/realparts that need them will skip.
   Debian/Ubuntu: sudo apt-get install postgresql chromium chromium-driver
-  elsewhere: a PostgreSQL server (initdb, pg_ctl, pg_isready, createdb on PATH), Chromium or Chrome
-  at /usr/bin/chromium with a matching ChromeDriver at /usr/bin/chromedriver.
+  elsewhere: a PostgreSQL server (initdb, pg_ctl, pg_isready, createdb on PATH), and Chromium or
+  Chrome with its ChromeDriver, named by POLAR_MCP_TEST_CHROMIUM and POLAR_MCP_TEST_CHROMEDRIVER.
 ADVICE
   exit 0
 fi
@@ -38,5 +38,5 @@ export DEBIAN_FRONTEND=noninteractive
 apt_options=(-q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold)
 apt-get "${apt_options[@]}" update > /dev/null
 apt-get "${apt_options[@]}" install -y --no-install-recommends "${missing[@]}" > /dev/null
-have_postgres && have_chromium
+have_postgres && have_chromium || { echo "system-deps: still missing after the install: see above" >&2; exit 1; }
 echo "system-deps: installed ${missing[*]}" >&2

@@ -9,6 +9,7 @@ reaches no browser CDN), hence the explicit driver path, which keeps Selenium Ma
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -23,8 +24,9 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Debian's paths; another machine names its own Chrome or Chromium and the matching driver.
+CHROMIUM = Path(os.environ.get("POLAR_MCP_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("POLAR_MCP_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
 
 # Headless as root in a container, and nothing but the pages a test opens: without the networking
 # flags Chromium calls Google's services at start-up (refused here, and not a test's business); the
@@ -39,7 +41,7 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
     "--window-size=1024,768",
 )
 

@@ -124,14 +124,13 @@ def _template(bin_dir: Path) -> Path:
     """A fresh cluster made once by initdb and kept in the temporary folder, to be copied for each server.
 
     initdb takes one to four seconds here (most of a server's start-up), a copy a tenth of one. The
-    name changes with the PostgreSQL installed and initdb's arguments, so an upgrade makes a new one;
+    name changes with the user, the PostgreSQL installed and initdb's arguments (an upgrade makes a new one);
     several sessions may race to make it: one rename wins, the others throw theirs away.
     """
     initdb = bin_dir / "initdb"
     fingerprint = f"{initdb}:{initdb.stat().st_mtime_ns}:{_INITDB_ARGS}"
-    template = (
-        Path(tempfile.gettempdir()) / f"polar-mcp-pg-template-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}"
-    )
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+    template = Path(tempfile.gettempdir()) / f"polar-mcp-pg-template-{_owner_uid()}-{digest}"
     if template.is_dir() and template.stat().st_uid == _owner_uid():
         return template
     staging = _owned_folder("polar-mcp-pg-staging-")
