@@ -8,7 +8,6 @@ root, so as root every server-side command runs as the `postgres` user, in a fol
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pwd
@@ -19,7 +18,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +135,7 @@ def _template(bin_dir: Path) -> Path:
     staging = _owned_folder("polar-mcp-pg-staging-")
     try:
         _run_as_owner([str(initdb), "-D", str(staging / "data"), *_INITDB_ARGS])
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             (staging / "data").rename(template)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -165,22 +164,9 @@ def _start(bin_dir: Path, root: Path, timeout: float) -> PostgresServer:
             f"-p {server.port} -k {root} -c listen_addresses=127.0.0.1"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
-        started = _run_as_owner(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(server.data),
-                "-l",
-                str(server.log),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                str(int(timeout)),
-                "start",
-            ],
-            check=False,
-        )
+        server.log.unlink(missing_ok=True)  # so that what is read below is this attempt's
+        pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(server.data), "-l", str(server.log)]
+        started = _run_as_owner([*pg_ctl, "-o", options, "-w", "-t", str(int(timeout)), "start"], check=False)
         if started.returncode == 0:
             _wait_until_accepting(server, timeout)
             return server
