@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from polar_mcp.double.runner import serve_asgi
 from tests.helpers.browser import Browser
+from tests.helpers.loopback import serve_asgi
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
