@@ -130,6 +130,16 @@ OPTIONS: tuple[Option, ...] = (
         secret=True,
     ),
     Option(
+        "database_pool_size",
+        "POLAR_MCP_DATABASE_POOL_SIZE",
+        "signin: database connections each server process keeps at most (default 10)",
+    ),
+    Option(
+        "workers",
+        "POLAR_MCP_WORKERS",
+        "HTTP: server processes on the one port (default 1); signin shares its state through the database",
+    ),
+    Option(
         "trusted_proxies",
         "POLAR_MCP_TRUSTED_PROXIES",
         "signin: comma-separated proxy addresses or networks whose X-Forwarded-For is believed",
@@ -177,6 +187,8 @@ class Settings(BaseModel):
     smtp_url: SecretStr | None = None
     mail_from: str | None = Field(default=None, max_length=300)
     database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
+    workers: int = Field(default=1, ge=1, le=256)
     trusted_proxies: tuple[str, ...] = ()
     refresh_ttl: int = Field(default=30 * 86400, ge=3600, le=366 * 86400)
 

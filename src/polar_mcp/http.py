@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from typing import Any, cast
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -17,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from polar_mcp import __version__
-from polar_mcp.config import ConfigError, Settings, load_settings
+from polar_mcp.config import OPTIONS, ConfigError, Settings, load_settings
 from polar_mcp.core import session_bearer
 from polar_mcp.server import build_server
 
@@ -100,6 +102,11 @@ def create_app() -> ASGIApp:
     """
     try:
         settings = load_settings(os.environ)
+        if not logging.getLogger().handlers:
+            # A worker process started by `--workers` (or a bare uvicorn) has no logging set up yet.
+            logging.basicConfig(
+                level=settings.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            )
         if settings.auth == "signin":
             return _signin_app(settings)
     except ConfigError as error:
@@ -115,6 +122,10 @@ def check_bind(settings: Settings) -> None:
         raise ConfigError(
             f"Binding {settings.host} (not loopback) needs an explicit list of the Host names clients use: "
             "set POLAR_MCP_ALLOWED_HOSTS / --allowed-hosts, e.g. mcp.example.com,mcp.example.com:8000."
+        )
+    if settings.allow_configured_token and settings.workers > 1:
+        raise ConfigError(
+            "POLAR_MCP_ALLOW_CONFIGURED_TOKEN / --allow-configured-token serves one process: unset POLAR_MCP_WORKERS"
         )
     if settings.allow_configured_token and not settings.binds_loopback:
         raise ConfigError(
@@ -147,15 +158,41 @@ def serve(settings: Settings) -> None:
         preflight(settings)
     else:
         app = build_http_app(settings, use_configured_token=settings.allow_configured_token)
-    logger.info("serving MCP at http://%s:%d%s", settings.host, settings.port, MCP_PATH)
+    logger.info(
+        "serving MCP at http://%s:%d%s (%d worker%s)",
+        settings.host,
+        settings.port,
+        MCP_PATH,
+        settings.workers,
+        "" if settings.workers == 1 else "s",
+    )
     # In signin mode polar-mcp reads X-Forwarded-For itself, from POLAR_MCP_TRUSTED_PROXIES only;
     # uvicorn's own proxy handling would believe any loopback peer.
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        proxy_headers=settings.auth != "signin",
-    )
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "on",
+        "proxy_headers": settings.auth != "signin",
+    }
+    if settings.workers == 1:
+        uvicorn.run(app, **common)
+        return
+    # Each worker is a fresh process that builds the app from the environment, flags included.
+    os.environ.update(environment_of(settings))
+    uvicorn.run("polar_mcp.http:create_app", factory=True, workers=settings.workers, **common)
+
+
+def environment_of(settings: Settings) -> dict[str, str]:
+    """The settings that differ from their defaults, as the variables `load_settings` reads (secrets
+    come from the environment already, so they are left out)."""
+    environment: dict[str, str] = {}
+    for option in OPTIONS:
+        value = getattr(settings, option.field)
+        if option.secret or value == Settings.model_fields[option.field].default:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(str(part) for part in cast(tuple[Any, ...], value))
+        environment[option.env] = "1" if value is True else str(value)
+    return environment

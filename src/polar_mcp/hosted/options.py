@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from polar_mcp.config import ConfigError, Settings
+from polar_mcp.hosted.database import DEFAULT_POOL_SIZE
 from polar_mcp.hosted.mail import Mailer, MailError, SmtpServer, parse_smtp_url
 from polar_mcp.hosted.store import default_database_url
 from polar_mcp.polar.client import PolarClient, parse_json
@@ -51,6 +52,7 @@ class HostedOptions:
     database_url: str
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     refresh_ttl: int
+    database_pool_size: int = DEFAULT_POOL_SIZE
 
     @property
     def resource_url(self) -> str:
@@ -131,6 +133,7 @@ def hosted_options(settings: Settings) -> HostedOptions:
         database_url=database_url,
         trusted_proxies=tuple(ipaddress.ip_network(network) for network in settings.trusted_proxies),
         refresh_ttl=settings.refresh_ttl,
+        database_pool_size=settings.database_pool_size,
     )
 
 

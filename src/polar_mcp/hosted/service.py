@@ -106,7 +106,7 @@ class Hosted:
     async def start(self) -> None:
         """Open and migrate the database, then prove every service; `ConfigError` lists what is wrong."""
         try:
-            self._store = await Store.open(self.options.database_url)
+            self._store = await Store.open(self.options.database_url, pool_size=self.options.database_pool_size)
         except DatabaseError as error:
             raise ConfigError(f"Cannot start signin: {error}") from None
         seller, problems = await check_services(self.options, self.polar, self.mailer)

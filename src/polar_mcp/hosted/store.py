@@ -19,12 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import anyio.to_thread
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from polar_mcp.hosted.database import (
+    DEFAULT_POOL_SIZE,
+    DatabaseError,
+    async_url,
+    explain,
+    migration_transaction,
+    open_engine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,29 +117,10 @@ MIGRATIONS: tuple[tuple[sa.Table, ...], ...] = ((clients, flows, codes, families
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class DatabaseError(Exception):
-    """The database cannot be used; the message names POLAR_MCP_DATABASE_URL and never its value."""
-
-
 def default_database_url() -> str:
     """A SQLite file in the user's data folder (XDG_DATA_HOME, else ~/.local/share)."""
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return f"sqlite:///{base / 'polar-mcp' / 'hosted.sqlite3'}"
-
-
-def async_url(url: str) -> sa.URL:
-    """`sqlite:///…` and `postgresql://…` as the async drivers' URLs."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise DatabaseError("POLAR_MCP_DATABASE_URL is not a database URL such as sqlite:///path") from None
-    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
-    name = parsed.drivername
-    if name in driver:
-        return parsed.set(drivername=driver[name])
-    if name in driver.values():
-        return parsed
-    raise DatabaseError(f"POLAR_MCP_DATABASE_URL: unsupported database {name!r} (use sqlite:/// or postgresql://)")
 
 
 @dataclass(frozen=True)
@@ -195,14 +182,9 @@ class Store:
         self._engine = engine
 
     @classmethod
-    async def open(cls, url: str) -> Store:
-        """Connect, create the SQLite folder if needed, and bring the schema up to date."""
-        target = async_url(url)
-        if target.get_backend_name() == "sqlite" and target.database not in (None, "", ":memory:"):
-            await anyio.to_thread.run_sync(_make_folder, str(target.database))
-        engine = create_async_engine(target)
-        if target.get_backend_name() == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    async def open(cls, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Store:
+        """Connect (see `database.open_engine`) and bring the schema up to date."""
+        engine = await open_engine(url, pool_size=pool_size)
         store = cls(engine)
         try:
             await store.migrate()
@@ -211,7 +193,7 @@ class Store:
             raise
         except (SQLAlchemyError, OSError) as error:
             await engine.dispose()
-            raise DatabaseError(f"POLAR_MCP_DATABASE_URL: cannot use the database ({type(error).__name__})") from None
+            raise explain(error, async_url(url)) from None
         return store
 
     async def close(self) -> None:
@@ -223,7 +205,7 @@ class Store:
             yield connection
 
     async def migrate(self) -> None:
-        async with self._begin() as db:
+        async with migration_transaction(self._engine) as db:
             await db.run_sync(lambda sync: schema_version.create(sync, checkfirst=True))
             current = (await db.execute(sa.select(sa.func.max(schema_version.c.version)))).scalar() or 0
             if current > SCHEMA_VERSION:
@@ -486,7 +468,9 @@ class Store:
             if row is None or row.expires_at <= now:
                 await db.execute(sa.delete(counters).where(counters.c.key == key))
                 try:
-                    await db.execute(sa.insert(counters).values(key=key, hits=1, expires_at=now + window))
+                    # A savepoint: on PostgreSQL a failed statement would otherwise end the transaction.
+                    async with db.begin_nested():
+                        await db.execute(sa.insert(counters).values(key=key, hits=1, expires_at=now + window))
                 except IntegrityError:
                     # Another replica opened the window at the same moment: count this event in it.
                     await db.execute(sa.update(counters).where(counters.c.key == key).values(hits=counters.c.hits + 1))
@@ -529,19 +513,6 @@ class Store:
                 for row in (await db.execute(sa.select(table))).all():
                     values.extend(str(value) for value in row)
         return values
-
-
-def _sqlite_pragmas(connection: Any, _: Any) -> None:
-    # WAL lets readers work while one writer commits; busy_timeout waits instead of failing at once.
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _make_folder(database: str) -> None:
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
 def _create(sync: sa.Connection, tables: tuple[sa.Table, ...]) -> None:
