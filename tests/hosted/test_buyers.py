@@ -150,7 +150,11 @@ async def test_nothing_secret_reaches_the_logs_at_debug(
         **{f"Polar session {index}": token for index, token in enumerate(store.sessions)},
     }
     # The test's own parts (its OAuth client, its SMTP server, the double) log as they please; the rest is checked.
-    server_side = [record for record in caplog.records if not record.name.startswith(("mcp.client", "mail.log", "polar_mcp.double"))]
+    server_side = [
+        record
+        for record in caplog.records
+        if not record.name.startswith(("mcp.client", "mail.log", "polar_mcp.double"))
+    ]
     leaks = [
         (name, record.name)
         for record in server_side
