@@ -126,6 +126,9 @@ def _serve(settings: Settings) -> int:
             print(f"polar-mcp: {error}", file=sys.stderr)
             return ExitCode.CONFIG
         return ExitCode.OK
+    if settings.auth == "signin":
+        print("polar-mcp: POLAR_MCP_AUTH / --auth signin serves over HTTP: add --transport http", file=sys.stderr)
+        return ExitCode.CONFIG
     from polar_mcp.server import build_server
 
     anyio.run(_serve_stdio, build_server(settings))

@@ -305,10 +305,11 @@ class Settings(BaseModel):
 
     @property
     def mode(self) -> Literal["session", "minted", "none"]:
-        """Where tokens come from: a static session wins over minting (least privilege)."""
+        """Where tokens come from: a static session wins over minting (least privilege). In signin
+        mode the organization token serves the buyers who sign in, never a configured customer."""
         if self.customer_session is not None:
             return "session"
-        if self.access_token is not None:
+        if self.access_token is not None and self.auth != "signin":
             return "minted"
         return "none"
 

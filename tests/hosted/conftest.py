@@ -7,6 +7,7 @@ forward, and every check is relative to them, so tests sharing a server do not d
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,21 @@ ROOMY = Limits(
     registrations_per_address=(1000, 3600.0),
 )
 """Limits no shared server reaches: the tests of the limits start servers with small ones."""
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:  # pyright: ignore[reportUnusedFunction]
+    """main() reconfigures the root logger (the start-up tests run it); undo it after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

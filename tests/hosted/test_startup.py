@@ -16,7 +16,7 @@ from polar_mcp.hosted.options import hosted_options
 from polar_mcp.http import create_app
 from tests.helpers.hosted import SECRET_KEY, free_port
 
-MINIMAL = {"POLAR_MCP_TRANSPORT": "http", "POLAR_MCP_AUTH": "signin"}
+MINIMAL = {"POLAR_MCP_AUTH": "signin"}
 
 EVERY_PROBLEM = (
     "Invalid signin configuration: "
@@ -136,9 +136,13 @@ def test_the_command_line_reports_the_problems_and_exits_with_the_config_code(
     _clear_polar_environment(monkeypatch)
 
     code = main(["--transport", "http", "--auth", "signin"])
+    stdio = main(["--auth", "signin"])
 
-    assert code == ExitCode.CONFIG
-    assert capsys.readouterr().err == f"polar-mcp: {EVERY_PROBLEM}\n"
+    assert (code, stdio) == (ExitCode.CONFIG, ExitCode.CONFIG)
+    assert capsys.readouterr().err == (
+        f"polar-mcp: {EVERY_PROBLEM}\n"
+        "polar-mcp: POLAR_MCP_AUTH / --auth signin serves over HTTP: add --transport http\n"
+    )
 
 
 def test_the_asgi_factory_builds_the_signin_app_or_says_what_is_missing(

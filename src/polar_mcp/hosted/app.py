@@ -129,6 +129,10 @@ def _hosted(
     mailer: Mailer | None = None,
 ) -> tuple[Hosted, httpx2.AsyncClient]:
     options = hosted_options(settings)
+    # httpx2 logs every request URL at INFO, and a customer lookup's URL carries the buyer's e-mail;
+    # the database drivers log statement parameters at DEBUG, which carry it too.
+    for noisy in ("httpx2", "httpcore2", "aiosqlite", "sqlalchemy.engine"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     http = PolarClient.new_http_client(settings.base_url, settings.timeout, transport=http_transport)
     polar = PolarClient(http, timeout=settings.timeout, polar_version=settings.api_version)
     mailer = mailer or Mailer(options.smtp, options.mail_from)

@@ -73,8 +73,6 @@ class HostedOptions:
 def hosted_options(settings: Settings) -> HostedOptions:
     """The hosted settings, or `ConfigError` naming every variable that is missing or wrong."""
     problems: list[str] = []
-    if settings.transport != "http":
-        problems.append("POLAR_MCP_TRANSPORT / --transport: signin serves over http")
     if settings.public_url is None:
         problems.append(
             "POLAR_MCP_PUBLIC_URL / --public-url: set the https address buyers reach, e.g. https://files.example.com"

@@ -32,6 +32,7 @@ from polar_mcp.hosted.service import Hosted
 from polar_mcp.hosted.store import Flow
 from polar_mcp.polar.customers import customers_by_email, team_owner
 from polar_mcp.polar.errors import ForbiddenError, PolarError
+from polar_mcp.untrusted import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +249,8 @@ class SigninPage:
             await hosted.store.update_flow(flow.flow_hash, verified=False)
             return self._code_screen(email, "Your purchases could not be looked up just now. Ask for a new code.", 503)
         choices = [
-            {"id": match.id, "name": match.name or match.email, "type": match.type or "individual"} for match in matches
+            {"id": match.id, "name": clean_text(match.name or match.email, 100), "type": match.type or "individual"}
+            for match in matches
         ]
         await hosted.store.update_flow(flow.flow_hash, choices=choices)
         if len(choices) == 1:
@@ -364,7 +366,8 @@ class SigninPage:
         return Screen("Team purchases", body)
 
     def _consent_screen(self, client: OAuthClientInformationFull | None, flow: Flow) -> Screen:
-        name = client.client_name if client is not None and client.client_name else "An app without a name"
+        given = clean_text(client.client_name, 100) if client is not None and client.client_name else ""
+        name = given or "An app without a name"
         host = urlsplit(str(flow.params["redirect_uri"]))
         where = host.hostname or host.scheme + ":"
         body = (

@@ -32,6 +32,7 @@ from pydantic import AnyUrl
 from polar_mcp.hosted.keys import new_secret
 from polar_mcp.hosted.service import Hosted
 from polar_mcp.hosted.store import Family
+from polar_mcp.untrusted import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class SigninProvider:
         await self._hosted.store.add_client(
             client_info.client_id, stored.model_dump_json(exclude_none=True), uris, self._hosted.clock()
         )
-        logger.info("registered OAuth client %s (%s)", client_info.client_id, client_info.client_name or "no name")
+        name = clean_text(client_info.client_name or "no name", MAX_CLIENT_NAME)
+        logger.info("registered OAuth client %s (%s)", client_info.client_id, name)
 
     # Authorization -------------------------------------------------------------------------------
 

@@ -462,23 +462,32 @@ class Store:
     # Rate limits ---------------------------------------------------------------------------------
 
     async def hit(self, key: str, *, limit: int, window: float, now: float) -> bool:
-        """Count one event under `key` in a fixed window; False once the window holds `limit` events."""
-        async with self._begin() as db:
-            row = (await db.execute(sa.select(counters).where(counters.c.key == key))).first()
-            if row is None or row.expires_at <= now:
-                await db.execute(sa.delete(counters).where(counters.c.key == key))
-                try:
-                    # A savepoint: on PostgreSQL a failed statement would otherwise end the transaction.
-                    async with db.begin_nested():
-                        await db.execute(sa.insert(counters).values(key=key, hits=1, expires_at=now + window))
-                except IntegrityError:
-                    # Another replica opened the window at the same moment: count this event in it.
-                    await db.execute(sa.update(counters).where(counters.c.key == key).values(hits=counters.c.hits + 1))
-                return limit >= 1
-            if row.hits >= limit:
-                return False
-            await db.execute(sa.update(counters).where(counters.c.key == key).values(hits=counters.c.hits + 1))
-        return True
+        """Count one event under `key` in a fixed window; False once the window holds `limit` events.
+
+        Safe between processes on one database: the count only grows by a conditional UPDATE, and a
+        window is opened by one INSERT, whose loser (a unique-key violation) counts again."""
+        for _ in range(2):
+            async with self._begin() as db:
+                counted = await db.execute(
+                    sa.update(counters)
+                    .where(counters.c.key == key, counters.c.expires_at > now, counters.c.hits < limit)
+                    .values(hits=counters.c.hits + 1)
+                )
+                if counted.rowcount == 1:
+                    return True
+                live = await db.execute(
+                    sa.select(counters.c.key).where(counters.c.key == key, counters.c.expires_at > now)
+                )
+                if live.first() is not None:
+                    return False
+            try:
+                async with self._begin() as db:
+                    await db.execute(sa.delete(counters).where(counters.c.key == key, counters.c.expires_at <= now))
+                    await db.execute(sa.insert(counters).values(key=key, hits=1, expires_at=now + window))
+            except IntegrityError:
+                continue
+            return limit >= 1
+        return False
 
     # Housekeeping --------------------------------------------------------------------------------
 
