@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--overwrite", action="store_true", help="replace a different file of the same name")
     fetch.add_argument("--json", action="store_true")
     commands.add_parser("doctor", parents=common, help="check the configuration, the token and Polar")
+    hosted = commands.add_parser("hosted", parents=common, help="operate --auth signin: revoke, clients, prune")
+    actions = hosted.add_subparsers(dest="action", metavar="ACTION", required=True)
+    revoke = actions.add_parser("revoke", parents=common, help="end a buyer's access at once, on every replica")
+    revoke.add_argument("buyer", metavar="EMAIL|CUSTOMER_ID", help="the e-mail they signed in with, or a Polar id")
+    apps = actions.add_parser("clients", parents=common, help="the registered apps, their sign-ins and last use")
+    apps.add_argument("--json", action="store_true")
+    actions.add_parser("prune", parents=common, help="remove expired rows (the server does it every 10 minutes)")
     return parser
 
 
@@ -98,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `polar-mcp` console script and `python -m polar_mcp`."""
     args = build_parser().parse_args(argv)
     overrides = {option.field: getattr(args, option.field, None) for option in OPTIONS if option.flag}
+    if args.command == "hosted":
+        # The operator's commands read the server's settings, whatever POLAR_MCP_AUTH says here.
+        overrides["auth"] = "signin"
     try:
         settings = load_settings(os.environ, overrides)
     except ConfigError as error:
@@ -110,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _maybe_demo(settings, enabled=bool(args.demo)) as effective:
         if command is None:
             return _serve(effective)
+        if command == "hosted":
+            from polar_mcp.hosted import operator
+
+            return operator.run(args, effective)
         from polar_mcp import commands
 
         return commands.run(command, args, effective)

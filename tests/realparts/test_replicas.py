@@ -4,10 +4,13 @@ database and the secret key. Polar is the double and the mail server is real, bo
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -15,6 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from polar_mcp.double.seed import demo_store
 from polar_mcp.double.store import Store
+from tests.helpers.cli import subprocess_env
 from tests.helpers.hosted import (
     ADA_EMAIL,
     Browser,
@@ -48,7 +52,7 @@ class Pair:
     second: Replica
     mailbox: Mailbox
     polar: Store
-    database_url: str
+    env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,7 @@ def pair(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> 
             POLAR_MCP_TRUSTED_PROXIES="127.0.0.1",
         )
         with replicas(env, ports, logs, "--transport", "http", "--auth", "signin") as (first, second):
-            yield Pair(first, second, mailbox, polar, database_url)
+            yield Pair(first, second, mailbox, polar, env)
 
 
 @dataclass
@@ -168,6 +172,26 @@ async def test_the_registration_limit_counts_requests_on_both_replicas_together(
             answers.append(answer.status_code)
 
     assert answers == [201] * REGISTRATIONS_PER_HOUR + [429, 429]
+
+
+async def test_an_operator_revoking_a_buyer_ends_their_access_on_every_replica_at_once(pair: Pair) -> None:
+    async with httpx2.AsyncClient(headers=_forwarded("198.51.100.4"), timeout=30) as http:
+        client_id = (await register(http, pair.second.base_url))["client_id"]
+        code = await _sign_in_across(http, pair, client_id)
+        tokens = (await exchange(http, pair.first.base_url, client_id, code)).json()
+        before = [await _status(http, replica.mcp_url, tokens["access_token"]) for replica in (pair.first, pair.second)]
+
+        revoked = await anyio.run_process(
+            [sys.executable, "-m", "polar_mcp", "hosted", "revoke", ADA_EMAIL], env=subprocess_env(**pair.env)
+        )
+        after = [await _status(http, replica.mcp_url, tokens["access_token"]) for replica in (pair.first, pair.second)]
+        refreshed = await refresh(http, pair.second.base_url, client_id, tokens["refresh_token"])
+
+    ada = pair.polar.customer_by_external_id("ada-1815")
+    assert before == [200, 200]
+    assert re.fullmatch(rf"customer {ada.id}: \d+ sign-ins? revoked\n", revoked.stdout.decode())
+    assert after == [401, 401]
+    assert (refreshed.status_code, refreshed.json()["error"]) == (400, "invalid_grant")
 
 
 async def _sign_in_across(http: httpx2.AsyncClient, pair: Pair, client_id: str) -> str:

@@ -175,6 +175,18 @@ class TokenRow:
     used: bool
 
 
+@dataclass(frozen=True)
+class ClientRow:
+    """A registered app as an operator sees it."""
+
+    client_id: str
+    info: dict[str, Any]
+    redirect_uris: list[str]
+    created_at: float
+    last_used_at: float
+    live_sign_ins: int
+
+
 class Store:
     """The repository: every read and write of the hosted state goes through these methods."""
 
@@ -513,6 +525,36 @@ class Store:
         chosen = metadata.tables[table]
         async with self._begin() as db:
             return int((await db.execute(sa.select(sa.func.count()).select_from(chosen))).scalar() or 0)
+
+    # Operators ----------------------------------------------------------------------------------
+
+    async def touch_client(self, client_id: str, now: float) -> None:
+        """Record that an app used its registration (a sign-in or a refresh)."""
+        async with self._begin() as db:
+            await db.execute(sa.update(clients).where(clients.c.client_id == client_id).values(last_used_at=now))
+
+    async def clients_in_use(self, now: float) -> list[ClientRow]:
+        """Every registered app with its live sign-ins, most recently used first."""
+        live = (
+            sa.select(sa.func.count())
+            .where(families.c.client_id == clients.c.client_id, families.c.revoked.is_(False))
+            .where(families.c.expires_at > now)
+            .scalar_subquery()
+        )
+        query = sa.select(clients, live.label("live")).order_by(clients.c.last_used_at.desc(), clients.c.client_id)
+        async with self._begin() as db:
+            rows = (await db.execute(query)).all()
+        return [
+            ClientRow(
+                client_id=row.client_id,
+                info=json.loads(row.info),
+                redirect_uris=json.loads(row.redirect_uris),
+                created_at=row.created_at,
+                last_used_at=row.last_used_at,
+                live_sign_ins=int(row.live),
+            )
+            for row in rows
+        ]
 
     async def dump(self) -> list[str]:
         """Every stored value as text, for proving that no secret is stored in the clear."""
