@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,6 +25,7 @@ from bench.harness import (
     StdioSession,
     cpu_seconds,
     floor_command,
+    free_port,
     http_server_process,
     import_breakdown,
     median,
@@ -32,6 +36,7 @@ from bench.harness import (
     rss_kib,
     server_env,
     time_to_first_tools_list,
+    tree_cpu_seconds,
 )
 from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.seed import (
@@ -586,5 +591,265 @@ def http_load(
             "The server is `polar-mcp --transport http` in its own process; the double and the clients "
             "(mcp Client over streamable_http_client) share the bench process. Throughput is bounded by the "
             "machine's CPU: compare the server's CPU per call with the load generator's.",
+        ],
+    }
+
+
+# 7. The hosted sign-in under load ------------------------------------------------------------------
+
+SIGNIN_SECRET_KEY = "bench-secret-key-shared-by-every-replica-0123456789"
+SIGNIN_ORG_TOKEN = "polar_oat_bench_signin_sessions_and_customers"
+SIGNIN_ORGANIZATION = "ferris-press"
+
+
+class _MailSink:
+    """An SMTP server that accepts everything: start-up checks that the mail server answers."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        return "250 accepted"
+
+
+@contextmanager
+def _mail_sink() -> Iterator[str]:
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    controller = Controller(_MailSink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()
+
+
+@contextmanager
+def _databases(kinds: tuple[str, ...], folder: Path) -> Iterator[Callable[[str, str], str]]:
+    """A maker of empty databases of each kind asked for: (kind, name) -> URL. PostgreSQL is the
+    tests' throwaway server (Debian's packages, scripts/system-deps.sh), started once."""
+    with ExitStack() as stack:
+        postgres: Any = None
+        if "postgresql" in kinds:
+            from tests.helpers.postgres import running_postgres
+
+            postgres = stack.enter_context(running_postgres())
+
+        def make(kind: str, name: str) -> str:
+            if kind == "sqlite":
+                return f"sqlite:///{folder / name}.sqlite3"
+            return postgres.create_database(name)
+
+        yield make
+
+
+def _signed_in_tokens(database_url: str, public_url: str, customer_ids: list[str]) -> list[str]:
+    """One access token per customer, stored as the sign-in would store it (through the store API):
+    what a buyer's app holds after signing in once."""
+    from pydantic import SecretStr
+
+    from polar_mcp.hosted.keys import Keys, new_secret
+    from polar_mcp.hosted.provider import ACCESS_PREFIX
+    from polar_mcp.hosted.store import Family, Store
+
+    keys = Keys(SecretStr(SIGNIN_SECRET_KEY))
+
+    async def seed() -> list[str]:
+        store = await Store.open(database_url)
+        try:
+            now = time.time()
+            client_id = new_secret()
+            redirect = "http://127.0.0.1:9/callback"
+            info = {"client_id": client_id, "client_name": "bench", "redirect_uris": [redirect]}
+            await store.add_client(client_id, json.dumps(info), [redirect], now)
+            tokens: list[str] = []
+            for customer_id in customer_ids:
+                family = Family(new_secret(), client_id, customer_id, None, public_url + "/mcp", [], now + 86400, False)
+                await store.add_family(family, now)
+                token = new_secret(ACCESS_PREFIX)
+                await store.add_token(keys.digest("token", token), "access", family.family_id, now + 3600)
+                tokens.append(token)
+            return tokens
+        finally:
+            await store.close()
+
+    return anyio.run(seed)
+
+
+@dataclass
+class _Side:
+    """One server under measurement and what its clients saw."""
+
+    label: str
+    url: str
+    pid: int
+    tokens: list[str]
+    latencies: list[float] = field(default_factory=list[float])
+    calls_at_full_speed: int = 0
+    seconds_at_full_speed: float = 0.0
+    server_cpu: float = 0.0
+    errors: int = 0
+
+
+async def _measure(sides: list[_Side], paced: float, saturated: float, rate: float) -> None:
+    """Every side's clients hold one MCP session each. First one untimed call each (a buyer's first
+    call mints their Polar session); then all sides at a steady pace together, their calls
+    interleaved (`rate` calls/s in all, below what the machine serves: each call's own cost, not its
+    wait behind a saturated CPU, and every side under the same conditions); then one side at a time
+    with every client calling as fast as it can (calls/s)."""
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def call(side: _Side, session: Client) -> float | None:
+        began = time.perf_counter()
+        try:
+            result = await session.call_tool("list_downloadables", {"limit": 20})
+        except Exception:
+            side.errors += 1
+            return None
+        side.errors += bool(result.is_error)
+        return time.perf_counter() - began
+
+    async with AsyncExitStack() as stack:
+        sessions: list[list[Client]] = []
+        for side in sides:
+            opened: list[Client] = []
+            for token in side.tokens:
+                http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+                await stack.enter_async_context(http)
+                opened.append(
+                    await stack.enter_async_context(Client(streamable_http_client(side.url, http_client=http)))
+                )
+            sessions.append(opened)
+        async with anyio.create_task_group() as group:
+            for side, opened in zip(sides, sessions, strict=True):
+                for session in opened:
+                    group.start_soon(call, side, session)
+
+        slots = [(sides[i], sessions[i][j]) for j in range(len(sessions[0])) for i in range(len(sides))]
+        period = len(slots) / rate
+        start = time.perf_counter()
+
+        async def steady(index: int, side: _Side, session: Client) -> None:
+            next_at = start + index * period / len(slots)
+            while next_at < start + paced:
+                await anyio.sleep(max(0.0, next_at - time.perf_counter()))
+                took = await call(side, session)
+                if took is not None:
+                    side.latencies.append(took)
+                next_at += period
+
+        with anyio.fail_after(paced + 120):
+            async with anyio.create_task_group() as group:
+                for index, (side, session) in enumerate(slots):
+                    group.start_soon(steady, index, side, session)
+
+        for side, opened in zip(sides, sessions, strict=True):
+            deadline = time.perf_counter() + saturated
+
+            async def flat_out(side: _Side, session: Client, deadline: float) -> None:
+                while time.perf_counter() < deadline:
+                    if await call(side, session) is not None:
+                        side.calls_at_full_speed += 1
+
+            cpu, began = tree_cpu_seconds(side.pid), time.perf_counter()
+            with anyio.fail_after(saturated + 120):
+                async with anyio.create_task_group() as group:
+                    for session in opened:
+                        group.start_soon(flat_out, side, session, deadline)
+            side.seconds_at_full_speed = time.perf_counter() - began
+            side.server_cpu = tree_cpu_seconds(side.pid) - cpu
+
+
+def signin_load(
+    *,
+    clients: int = 32,
+    paced: float = 8.0,
+    saturated: float = 8.0,
+    rate: float = 30.0,
+    latency: float = 0.02,
+    databases: tuple[str, ...] = ("sqlite", "postgresql"),
+    workers: tuple[int, ...] = (1, 2),
+) -> CaseResult:
+    """`bearer` (each call brings a Polar session) against `signin` (each call brings polar-mcp's own
+    access token, checked in the database) on each database, with 1 and 2 workers: the latency a
+    token check adds, and calls/s when `clients` call as fast as they can."""
+    store = demo_store()
+    store.faults.update({"latency": latency})
+    press = next(org for org in store.organizations.values() if org.slug == SIGNIN_ORGANIZATION)
+    store.add_org_token(
+        SIGNIN_ORG_TOKEN, organization_id=press.id, scopes=("customer_sessions:write", "customers:read")
+    )
+    sessions = _load_customers(store, clients)
+    customer_ids = [customer.id for customer in store.customers.values() if customer.email.startswith("load-")]
+    figures: dict[str, float | int | str] = {}
+    added: dict[str, float] = {}
+    headline: list[str] = []
+    errors = 0
+    with (
+        _double(store) as double,
+        _mail_sink() as smtp_url,
+        tempfile.TemporaryDirectory(prefix="bench-signin-") as folder,
+        _databases(databases, Path(folder)) as new_database,
+    ):
+        for count in workers:
+            plural = f"{count} worker{'s' if count > 1 else ''}"
+            with ExitStack() as servers:
+                sides: list[_Side] = []
+                for kind in ("", *databases):
+                    port = free_port()
+                    extra = {"POLAR_MCP_WORKERS": str(count)}
+                    tokens = sessions
+                    if kind:
+                        public_url = f"http://127.0.0.1:{port}"
+                        database_url = new_database(kind, f"bench_{kind}_{count}")
+                        tokens = _signed_in_tokens(database_url, public_url, customer_ids)
+                        extra |= {
+                            "POLAR_MCP_AUTH": "signin",
+                            "POLAR_ORGANIZATION": SIGNIN_ORGANIZATION,
+                            "POLAR_ACCESS_TOKEN": SIGNIN_ORG_TOKEN,
+                            "POLAR_MCP_PUBLIC_URL": public_url,
+                            "POLAR_MCP_SECRET_KEY": SIGNIN_SECRET_KEY,
+                            "POLAR_MCP_SMTP_URL": smtp_url,
+                            "POLAR_MCP_MAIL_FROM": "Files <files@example.com>",
+                            "POLAR_MCP_DATABASE_URL": database_url,
+                        }
+                    base, pid = servers.enter_context(http_server_process(double.base_url, port=port, extra_env=extra))
+                    sides.append(_Side(f"signin {kind}" if kind else "bearer", base + "/mcp", pid, tokens))
+                anyio.run(_measure, sides, paced, saturated, rate)
+            bearer = sides[0]
+            for side in sides:
+                errors += side.errors
+                p50 = ms(median(side.latencies)) if side.latencies else float("nan")
+                throughput = side.calls_at_full_speed / max(side.seconds_at_full_speed, 1e-9)
+                figures[f"{side.label}, {plural}: latency p50, all sides at {rate:g} calls/s (ms)"] = p50
+                figures[f"{side.label}, {plural}: calls/s, {clients} clients at full speed"] = round(throughput, 1)
+                figures[f"{side.label}, {plural}: server CPU per call (ms)"] = round(
+                    side.server_cpu * 1000 / max(1, side.calls_at_full_speed), 1
+                )
+                headline.append(f"{side.label} {count}w {throughput:.0f}/s")
+                if side is not bearer:
+                    extra_ms = round(p50 - ms(median(bearer.latencies)), 1)
+                    added[f"{side.label.removeprefix('signin ')}, {plural}"] = extra_ms
+                    figures[f"token check adds, {side.label.removeprefix('signin ')}, {plural} (ms, p50)"] = extra_ms
+    figures["errors"] = errors
+    worst = max(added.values())
+    return {
+        "name": "signin_load",
+        "title": f"7. Sign-in tokens under load ({clients} clients each side, {ms(latency):g} ms upstream)",
+        "figures": {
+            "headline": f"token check adds at most {worst:g} ms (p50); calls/s "
+            + ", ".join(headline)
+            + f"; {errors} errors",
+            **figures,
+        },
+        "target": "a token check adds at most 2 ms per call (p50) on each database; zero errors",
+        "passed": errors == 0 and worst <= 2.0,
+        "notes": [
+            "Three servers run at once for each worker count: `bearer` (each buyer sends a Polar session "
+            "token), `signin` on SQLite and `signin` on PostgreSQL (each buyer sends polar-mcp's access "
+            "token, stored as the sign-in stores it, checked in the database on every call). Latency: "
+            "all of them at a steady pace together, calls interleaved, so that every side meets the same "
+            "machine. Calls/s: one server at a time, every client as fast as it can. PostgreSQL is a "
+            "throwaway local server (fsync off); server, clients, the double and the database share the "
+            "machine's cores.",
         ],
     }

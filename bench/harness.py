@@ -95,6 +95,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a process and every process under it (a server's workers)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                total += tree_cpu_seconds(int(child))
+            except FileNotFoundError:
+                continue
+    return total
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -271,15 +283,24 @@ def import_breakdown(modules: str, *, top: int = 6) -> tuple[float, list[tuple[s
 
 
 @contextmanager
-def http_server_process(api_url: str, *, timeout: float = 30.0) -> Iterator[tuple[str, int]]:
-    """`polar-mcp --transport http` as a subprocess on a free loopback port; yield its base URL and pid."""
+def http_server_process(
+    api_url: str,
+    *,
+    timeout: float = 30.0,
+    port: int | None = None,
+    args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[tuple[str, int]]:
+    """`polar-mcp --transport http ARGS` as a subprocess on a loopback port (free unless given), with
+    `extra_env` on top of a host's environment; yield its base URL and pid."""
     import httpx2
 
-    port = free_port()
+    port = port or free_port()
     env = server_env(api_url, "", POLAR_MCP_TIMEOUT="30")
     env.pop("POLAR_CUSTOMER_SESSION")
+    env.update(extra_env or {})
     process = subprocess.Popen(
-        polar_mcp_command("--transport", "http", "--host", "127.0.0.1", "--port", str(port)),
+        polar_mcp_command("--transport", "http", "--host", "127.0.0.1", "--port", str(port), *args),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

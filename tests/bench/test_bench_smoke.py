@@ -25,6 +25,9 @@ TINY: dict[str, Callable[[], harness.CaseResult]] = {
     "context_cost": lambda: cases.context_cost(items=10),
     "memory": lambda: cases.memory(runs=1, settle=0.0),
     "http_load": lambda: cases.http_load(clients=2, duration=1.0, latency=0.0, links=3),
+    "signin_load": lambda: cases.signin_load(
+        clients=2, paced=1.0, saturated=1.0, rate=4.0, latency=0.0, databases=("sqlite",), workers=(1,)
+    ),
 }
 
 

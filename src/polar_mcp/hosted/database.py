@@ -30,7 +30,6 @@ MIN_POSTGRES = (12, 0)
 CONNECT_TIMEOUT = 10.0
 MIGRATION_LOCK = 0x706F6C6172_6D6370 % (2**63)
 """The advisory lock key of schema migrations ("polarmcp" in hex): one number all replicas agree on."""
-_IMMEDIATE = "polar_mcp_immediate"
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 # SQLSTATEs of PostgreSQL's refusals at connection time.
 _BAD_CREDENTIALS = ("28P01", "28000")
@@ -66,23 +65,25 @@ async def open_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> AsyncE
     """An engine for `url`, proven by one connection: reachable, credentials accepted, recent enough.
 
     Each process holds at most `pool_size` connections; a request waits for a free one rather than
-    opening more, so replicas × workers × pool_size bounds what PostgreSQL must accept.
+    opening more, so replicas × workers × pool_size bounds what PostgreSQL must accept. Every use is a
+    whole transaction (`Store._begin`), committed or rolled back, so a returned connection has nothing
+    to reset: skipping the pool's rollback saves a round trip on every token check.
     """
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
         if target.database not in (None, "", ":memory:"):
             await anyio.to_thread.run_sync(_make_folder, str(target.database))
-        engine = create_async_engine(target, pool_size=pool_size, max_overflow=0)
+        engine = create_async_engine(target, pool_size=pool_size, max_overflow=0, pool_reset_on_return=None)
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     else:
         engine = create_async_engine(
             target,
             pool_size=pool_size,
             max_overflow=0,
-            # A connection broken by a database restart or a failover is replaced, not handed out.
-            pool_pre_ping=True,
-            pool_recycle=1800,
+            pool_reset_on_return=None,
+            # No ping before each use (a round trip on every token check): a connection a database restart
+            # broke fails one request, and is replaced; none is kept past five minutes.
+            pool_recycle=300,
             connect_args={"timeout": CONNECT_TIMEOUT},
         )
     try:
@@ -129,13 +130,13 @@ def explain(error: BaseException, url: sa.URL) -> DatabaseError:
 async def migration_transaction(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
     """A transaction that only one process at a time holds: replicas starting together migrate in turn,
     and each finds the work done by the one before."""
-    async with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            connection = await connection.execution_options(**{_IMMEDIATE: True})
-        async with connection.begin():
-            if engine.dialect.name == "postgresql":
-                await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
-            yield connection
+    async with engine.connect() as connection, connection.begin():
+        if engine.dialect.name == "postgresql":
+            await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+        else:
+            # The driver opens no transaction before DDL by itself; this one takes the file's write lock now.
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -148,19 +149,12 @@ def _causes(error: BaseException) -> list[BaseException]:
 
 
 def _sqlite_connect(connection: Any, _: Any) -> None:
-    # The driver's own transaction handling would skip BEGIN before DDL; `_sqlite_begin` says it itself.
-    connection.isolation_level = None
     cursor = connection.cursor()
     # WAL lets readers work while one writer commits; busy_timeout waits instead of failing at once.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _sqlite_begin(connection: sa.Connection) -> None:
-    immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _make_folder(database: str) -> None:
