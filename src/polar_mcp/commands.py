@@ -69,6 +69,8 @@ def for_the_shell(failure: Failure, core: Core) -> str:
         if _looks_like_an_id(shown):
             return f"No file has the id {shown!r} (it may have been withdrawn). See current ids with: polar-mcp list"
         return f"No file matches {shown!r}. See the names and ids with: polar-mcp list --query {shlex.quote(shown)}"
+    if isinstance(failure, InvalidArgumentError) and failure.argument == "page_or_limit":
+        return "--limit must be 1..100 and --page at least 1."
     if isinstance(failure, InvalidArgumentError) and failure.argument == "benefit_id":
         return (
             f"--benefit-id {clean_text(failure.wanted, 60)!r} is not a benefit id: the benefit_id values are in "
@@ -105,9 +107,6 @@ def exit_code(failure: Failure) -> ExitCode:
 
 
 async def _list(core: Core, args: argparse.Namespace) -> int:
-    if not 1 <= args.limit <= 100 or args.page < 1:
-        _err("--limit must be 1..100 and --page at least 1.")
-        return ExitCode.CONFIG
     result = await core.list(
         core.configured,
         benefit_ids=args.benefit_ids or [],

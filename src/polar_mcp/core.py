@@ -26,7 +26,7 @@ from polar_mcp.catalog import BenefitName, Catalog, InvalidArgumentError, ItemNo
 from polar_mcp.catalog import parse_benefit_ids as _parse_benefit_ids
 from polar_mcp.config import Settings
 from polar_mcp.failure import Failure
-from polar_mcp.polar.client import INTROSPECT_PATH, HttpClientSource, PolarClient
+from polar_mcp.polar.client import INTROSPECT_PATH, MAX_PAGE_SIZE, HttpClientSource, PolarClient
 from polar_mcp.polar.minting import CustomerRef, MintedSession
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import (
@@ -117,6 +117,10 @@ class Core:
     ) -> present.DownloadablesList:
         """A page of the customer's files (`limit=None`: all of them); `query` searches file and
         benefit names across every page. Benefit ids are checked before anything is sent."""
+        if page < 1 or (limit is not None and not 1 <= limit <= MAX_PAGE_SIZE):
+            raise InvalidArgumentError(
+                f"The page must be at least 1 and the limit 1 to {MAX_PAGE_SIZE}.", argument="page_or_limit"
+            )
         wanted = _parse_benefit_ids(benefit_ids)
         listing = await self.catalog.list(
             source, benefit_ids=wanted, page=page, limit=limit, query=query.strip() or None
