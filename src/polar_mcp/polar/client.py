@@ -230,16 +230,21 @@ class PolarClient:
         method: str,
         path: str,
         *,
-        token: SecretStr,
+        token: SecretStr | None,
         params: Sequence[tuple[str, str]] | None = None,
         json_body: dict[str, Any] | None = None,
         deadline: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> bytes:
-        """Send one logical request with retries; return the body of the 2xx answer."""
+        """Send one logical request with retries (`retry` overrides the client's policy); return the
+        body of the 2xx answer. `token=None` sends no credentials (the sign-in endpoints)."""
         deadline = deadline if deadline is not None else self._clock() + self._timeout
-        headers = {"Authorization": f"Bearer {token.get_secret_value()}", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         if self._polar_version:
             headers["Polar-Version"] = self._polar_version
+        policy = retry or self._retry
         limiter = self._limiter_for(token)
         attempt = 0
         while True:
@@ -251,15 +256,15 @@ class PolarClient:
                         raise self._timeout_error()
                     return await self._attempt(method, path, headers, params, json_body, remaining)
             except PolarError as error:
-                wait = self._retry_wait(error, attempt)
+                wait = self._retry_wait(error, attempt, policy)
                 if wait is None or self._clock() + wait >= deadline:
                     raise
                 attempt += 1
                 logger.info("retrying %s %s in %.2f s (%s)", method, path, wait, type(error).__name__)
                 await self._sleep(wait)
 
-    def _limiter_for(self, token: SecretStr) -> anyio.CapacityLimiter:
-        key = principal_key(token.get_secret_value())
+    def _limiter_for(self, token: SecretStr | None) -> anyio.CapacityLimiter:
+        key = principal_key(token.get_secret_value()) if token is not None else "anonymous"
         limiter = self._limiters.get(key)
         if limiter is None:
             limiter = anyio.CapacityLimiter(self._limits.per_principal_concurrency)
@@ -314,8 +319,8 @@ class PolarClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _retry_wait(self, error: PolarError, attempt: int) -> float | None:
-        if not error.retryable or attempt >= self._retry.max_retries:
+    def _retry_wait(self, error: PolarError, attempt: int, policy: RetryPolicy) -> float | None:
+        if not error.retryable or attempt >= policy.max_retries:
             return None
         if isinstance(error, PolarTimeoutError):
             return None  # the deadline is spent: another attempt has no time left
@@ -323,7 +328,7 @@ class PolarClient:
         if isinstance(retry_after, float):
             # Honour Retry-After, but never wait longer than one request may take.
             return None if retry_after > self._timeout else retry_after
-        backoff = min(self._retry.max_delay, self._retry.base_delay * 2**attempt)
+        backoff = min(policy.max_delay, policy.base_delay * 2**attempt)
         return backoff * self._rng.uniform(0.5, 1.0)
 
     def _timeout_error(self) -> PolarTimeoutError:
