@@ -135,6 +135,11 @@ class Credential:
     present: bool
     used: bool
 
+    @property
+    def absent(self) -> str:
+        """How its absence reads: a variable is "not set", the stored sign-in is "none"."""
+        return "not set" if self.name.startswith("POLAR_") else "none"
+
 
 CODE_PATTERN = re.compile(r"[A-Z0-9]{6}")
 SESSION_LIFETIME = timedelta(hours=1)

@@ -19,11 +19,9 @@ REJECTED = (
     "POLAR_ACCESS_TOKEN and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself.\n"
 )
 NO_SESSION = (
-    "polar-mcp: No Polar customer session is configured. Set POLAR_CUSTOMER_SESSION to a customer session "
-    "token (polar_cst_…) or member session token (polar_mst_…) in the server's environment. A customer "
-    "session token (polar_cst_…) is created by the seller with Polar's POST /v1/customer-sessions/ "
-    "(organization token with customer_sessions:write); it lives one hour. Or run with --demo to try "
-    "polar-mcp without an account.\n"
+    "polar-mcp: Not signed in. Run: polar-mcp login SELLER --email EMAIL (SELLER is the slug of the seller's "
+    "portal address, https://polar.sh/<slug>/portal); or set POLAR_CUSTOMER_SESSION, or POLAR_ACCESS_TOKEN and "
+    "POLAR_CUSTOMER_ID.\n"
 )
 UNREACHABLE = "http://127.0.0.1:9"
 UNAVAILABLE = "polar-mcp: Polar is having trouble right now (HTTP 503); try again in a minute.\n"
