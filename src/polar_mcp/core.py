@@ -297,9 +297,16 @@ class Core:
         wanted_seller = _argument(seller, "seller", parse_seller) or self.settings.organization
         wanted_email = _argument(email, "email", parse_email)
         pending = stored.store.pending(api, wanted_seller, wanted_email) or stored.store.pending(api, wanted_seller)
-        if pending is None and wanted_seller is None:
-            raise NoPendingCodeError()
-        who = pending.seller if pending is not None else await self._seller(wanted_seller or "")
+        if pending is not None:
+            who = pending.seller
+        elif wanted_seller is not None:
+            who = await self._seller(wanted_seller)
+        else:
+            # No code asked for here (or it was used already): the seller signed in at last, if any.
+            active = stored.current()
+            if active is None:
+                raise NoPendingCodeError()
+            who = active.seller
         client = self.catalog.client
         token = await signin.authenticate(client, typed)
         user = await signin.signed_in_user(client, token)
@@ -311,6 +318,8 @@ class Core:
             logger.info("introspection after sign-in failed (%s); assuming the usual hour", error.message)
             expires_at = now + SESSION_LIFETIME
         address = (user.email if user else None) or (pending.email if pending else wanted_email) or ""
+        if not address and (active := stored.current()) is not None and active.seller.id == who.id:
+            address = active.email
         signed_in = SignedIn(
             api=api,
             seller=who,

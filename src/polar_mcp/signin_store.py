@@ -123,10 +123,15 @@ class CodeRequestLimitedError(Failure):
         self.email = mask_email(email)
         self.wait = wait
         self.per = per
-        allowed = "one code request a minute" if per == "minute" else f"{REQUESTS_PER_HOUR} code requests an hour"
+        if per == "minute":
+            head = f"A code for {self.email} at {seller} was asked for less than a minute ago"
+            allowed = "one code request a minute"
+        else:
+            head = f"Codes for {self.email} at {seller} were asked for {REQUESTS_PER_HOUR} times in the last hour"
+            allowed = f"{REQUESTS_PER_HOUR} code requests an hour"
         super().__init__(
-            f"A code for {self.email} at {seller} was asked for moments ago: polar-mcp allows {allowed} per "
-            f"seller and e-mail, so that Polar never blocks this address. Wait {_seconds(wait)}."
+            f"{head}: polar-mcp allows {allowed} per seller and e-mail, so that Polar never blocks this address. "
+            f"Wait {_seconds(wait)}."
         )
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from polar_mcp import __version__
 from polar_mcp.cache import BoundedCache
+from polar_mcp.failure import Failure
 from polar_mcp.polar.errors import (
     AuthenticationError,
     CatalogTooLargeError,
@@ -355,8 +356,9 @@ def parse_json(body: bytes, model: type[M]) -> M:
 
 
 def first_error(failures: ExceptionGroup[Exception]) -> Exception:
-    """What a task group's failure means to a caller: the first `PolarError` in it, else its only
-    failure, else the group itself (anyio wraps whatever fails inside a task group)."""
+    """What a task group's failure means to a caller: the first expected failure in it (a `PolarError`,
+    or any `Failure` a token source raised), else its only failure, else the group itself (anyio wraps
+    whatever fails inside a task group)."""
     leaves: list[Exception] = []
     pending: list[Exception] = [failures]
     while pending:
@@ -368,6 +370,9 @@ def first_error(failures: ExceptionGroup[Exception]) -> Exception:
     polar = next((leaf for leaf in leaves if isinstance(leaf, PolarError)), None)
     if polar is not None:
         return polar
+    expected = next((leaf for leaf in leaves if isinstance(leaf, Failure)), None)
+    if expected is not None:
+        return expected
     return leaves[0] if len(leaves) == 1 else failures
 
 
