@@ -15,12 +15,12 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult
+from tests.fake_polar import CUSTOMER_TOKEN, item
+from tests.signin_fake import ADA, ORG_ID, TEAM_CUSTOMERS, TEAM_EMAIL, SignInPolar
 
 from polar_mcp.config import load_settings
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.server import build_server
-from tests.fake_polar import CUSTOMER_TOKEN, item
-from tests.signin_fake import ADA, ORG_ID, TEAM_CUSTOMERS, TEAM_EMAIL, SignInPolar
 
 SNAPSHOT = Path(__file__).parent / "tools_list.sign_in.snapshot.json"
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -115,7 +115,8 @@ async def test_tools_list_with_sign_in_matches_the_checked_in_snapshot(client: C
     listed = await client.list_tools()
     tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
     assert tools == json.loads(SNAPSHOT.read_text())
-    assert client.instructions is not None and "sign_in" in client.instructions
+    assert client.instructions is not None
+    assert "sign_in" in client.instructions
 
 
 async def test_sign_in_is_not_offered_when_a_token_is_configured_or_outside_stdio(
@@ -127,7 +128,8 @@ async def test_sign_in_is_not_offered_when_a_token_is_configured_or_outside_stdi
         async with Client(server) as connected:
             names = [tool.name for tool in (await connected.list_tools()).tools]
             assert names == ["list_downloadables", "get_download_link", "download_file"]
-            assert connected.instructions is not None and "sign_in" not in connected.instructions
+            assert connected.instructions is not None
+            assert "sign_in" not in connected.instructions
 
 
 async def test_a_first_sign_in_goes_from_the_code_request_to_a_listing(client: Client, polar: SignInPolar) -> None:
