@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import httpx2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.fake_polar import FakePolar
 
@@ -155,3 +159,22 @@ class SignInPolar(FakePolar):
 
     def sign_in_calls(self) -> list[httpx2.Request]:
         return [r for r in self.requests if r.url.path.endswith(("/request", "/authenticate"))]
+
+
+def asgi(polar: FakePolar) -> Starlette:
+    """The fake as an ASGI app, so the CLI (which opens its own HTTP client) can reach it over loopback."""
+
+    async def endpoint(request: Request) -> Response:
+        query = request.url.query
+        forwarded = httpx2.Request(
+            request.method,
+            f"http://fake{request.url.path}" + (f"?{query}" if query else ""),
+            headers=list(request.headers.items()),
+            content=await request.body(),
+        )
+        answer = polar.handle(forwarded)
+        headers = {k: v for k, v in answer.headers.items() if k != "content-length"}
+        return Response(answer.read(), status_code=answer.status_code, headers=headers)
+
+    methods = ["GET", "POST"]
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)])

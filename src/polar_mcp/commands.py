@@ -312,9 +312,9 @@ async def _login(core: Core, args: argparse.Namespace) -> int:
             customer = _choose(choice)
             continue
         except CodeRequestLimitedError as limited:
-            if limited.per == "hour":
+            if not limited.code_pending:
                 raise
-            _err(f"A code was e-mailed to {limited.email} less than a minute ago: enter the code from that e-mail.")
+            _err(f"{limited.message} Enter the code from the e-mail already sent instead.")
         else:
             _err(f"If {sent.email} bought from {sent.seller}, a code is on its way (valid 30 minutes).")
         break

@@ -305,6 +305,8 @@ def _sign_in_wording(failure: Failure) -> str | None:
     if isinstance(failure, SignInRateLimitedError):
         return f"{failure.message} Tell the user to wait; do not call sign_in again before then."
     if isinstance(failure, CodeRequestLimitedError):
+        if not failure.code_pending:
+            return f"{failure.message} Do not call sign_in again before then."
         return (
             f"{failure.message} Meanwhile, ask the user for the code in the e-mail already sent to {failure.email} "
             "and call sign_in with code."

@@ -118,11 +118,15 @@ class UnreadableStoreError(StoreError):
 class CodeRequestLimitedError(Failure):
     """polar-mcp's own limit on code requests (1 a minute, 5 an hour per seller and e-mail)."""
 
-    def __init__(self, seller: str, email: str, wait: float, *, per: Literal["minute", "hour"]) -> None:
+    def __init__(
+        self, seller: str, email: str, wait: float, *, per: Literal["minute", "hour"], code_pending: bool
+    ) -> None:
         self.seller = seller
         self.email = mask_email(email)
         self.wait = wait
         self.per = per
+        self.code_pending = code_pending
+        """Whether a code sent earlier is still unused: the person can type it instead of waiting."""
         if per == "minute":
             head = f"A code for {self.email} at {seller} was asked for less than a minute ago"
             allowed = "one code request a minute"
@@ -240,10 +244,13 @@ class SignInStore:
             for e in _entries(self._read(), "requests")
             if _request_key(e) == (api, seller.id, email.casefold()) and now - float(e["at"]) < 3600
         )
+        pending = self.pending(api, seller.id, email) is not None
         if times and now - times[-1] < 60:
-            raise CodeRequestLimitedError(seller.name, email, 60 - (now - times[-1]), per="minute")
+            wait = 60 - (now - times[-1])
+            raise CodeRequestLimitedError(seller.name, email, wait, per="minute", code_pending=pending)
         if len(times) >= REQUESTS_PER_HOUR:
-            raise CodeRequestLimitedError(seller.name, email, 3600 - (now - times[-REQUESTS_PER_HOUR]), per="hour")
+            wait = 3600 - (now - times[-REQUESTS_PER_HOUR])
+            raise CodeRequestLimitedError(seller.name, email, wait, per="hour", code_pending=pending)
 
     def code_requested(self, pending: PendingCode) -> None:
         """Remember a code Polar accepted to send: for the limiter and for completing it later."""
