@@ -4,14 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 NODE_DIR := .tools/node
-NODE_PACKAGES := @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/sdk@1.32.0 @stoplight/prism-cli@5.16.0
+NODE_PACKAGES := @modelcontextprotocol/inspector@2.12.0 @modelcontextprotocol/sdk@1.32.0 @stoplight/prism-cli@5.16.0 @anthropic-ai/mcpb@2.1.2
 
-.PHONY: help install demo test lint typecheck pytest node-tools format wheel-check bench clean
+.PHONY: help install demo test lint typecheck pytest node-tools wheelhouse mcpb format wheel-check bench clean
 
 help:
 	@echo "make demo   - set up and run a scripted session against the embedded Polar double"
 	@echo "make test   - ruff, pyright and the whole pytest suite (installs what it needs)"
 	@echo "make format - apply ruff's formatter and safe fixes"
+	@echo "make mcpb   - the MCP Bundle for Claude Desktop: dist/polar-mcp-<version>.mcpb"
 	@echo "make bench  - benchmarks, written to docs/BENCHMARKS.md"
 
 $(BIN)/python:
@@ -41,7 +42,11 @@ lint: install
 typecheck: install
 	$(BIN)/pyright
 
-pytest: install node-tools
+# The packaging tests launch the bundle offline: its dependencies come from this local wheelhouse.
+wheelhouse: install
+	$(BIN)/python packaging/mcpb/build.py wheelhouse > /dev/null
+
+pytest: install node-tools wheelhouse
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -56,6 +61,10 @@ wheel-check: install
 	.wheel-check/bin/polar-mcp list --demo --limit 3
 	rm -rf .wheel-check
 
+# The MCP Bundle, validated then packed by the official CLI (@anthropic-ai/mcpb).
+mcpb: install node-tools
+	$(BIN)/python packaging/mcpb/build.py bundle
+
 # Benchmarks are not tests: polar-sdk (the peer compared against) is installed for them only.
 bench: install
 	$(BIN)/python -m pip install --quiet 'polar-sdk>=1,<2'
@@ -66,4 +75,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .tools dist build .wheel-check .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .cache dist build .wheel-check .pytest_cache .ruff_cache

@@ -33,13 +33,13 @@ from bench.harness import (
     server_env,
     time_to_first_tools_list,
 )
-from polar_mcp.double.catalog import (
+from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     SYNTHETIC_CUSTOMER_EXTERNAL_ID,
     demo_store,
     synthetic_store,
 )
-from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.store import Store
 from polar_mcp.polar.client import ClientLimits
 

@@ -38,6 +38,13 @@ NAMES_TTL = 300.0
 SNAPSHOT_TTL = 60.0
 """How long a whole-catalog scan answers name lookups before the catalog is scanned again."""
 
+ACCEPTED_TTL = 60.0
+"""A remembered link is served only if Polar accepted the principal's token this recently.
+
+Polar keeps redirecting a link after the merchant revokes the grant (until the link expires), so a
+remembered link must not outlive the proof that its holder still has access.
+"""
+
 MAX_CANDIDATES = 10
 
 
@@ -152,6 +159,8 @@ class _Memory:
     by_file_id: dict[str, str] = field(default_factory=dict[str, str])
     snapshot: list[str] | None = None
     snapshot_at: float = -math.inf
+    accepted_at: float = -math.inf
+    """When Polar last answered a listing with this principal's token."""
 
 
 def _searchable(item: Downloadable, names: Mapping[str, BenefitName]) -> str:
@@ -337,7 +346,7 @@ class Catalog:
     async def _find_by_id(self, source: TokenSource, wanted: str) -> Downloadable:
         memory = self._memory(source)
         known = memory.items.get(memory.by_file_id.get(wanted, wanted))
-        if known is not None and self._link_is_fresh(known):
+        if known is not None and self._reusable(memory, known):
             return known
         # Narrow to the benefit we saw it under; if it moved (or we never saw it), scan everything.
         scopes: list[list[str]] = [[known.benefit_id], []] if known is not None else [[]]
@@ -362,7 +371,7 @@ class Catalog:
         if len(matches) > 1:
             raise AmbiguousNameError(wanted[:80], matches[:MAX_CANDIDATES], len(matches))
         found = matches[0]
-        if self._link_is_fresh(found):
+        if self._reusable(memory, found):
             return found
         return await self._find_by_id(source, found.id)
 
@@ -382,7 +391,9 @@ class Catalog:
         return memory
 
     def _remember(self, source: TokenSource, items: Sequence[Downloadable]) -> _Memory:
+        """Keep what a listing Polar just answered taught: its items, and that the token still works."""
         memory = self._memory(source)
+        memory.accepted_at = self._clock()
         for item in items:
             memory.items[item.id] = item
             memory.by_file_id[item.file.id] = item.id
@@ -392,6 +403,10 @@ class Catalog:
             memory.by_file_id = {item.file.id: item.id for item in items}
             memory.snapshot = None
         return memory
+
+    def _reusable(self, memory: _Memory, item: Downloadable) -> bool:
+        recently_accepted = self._clock() - memory.accepted_at <= ACCEPTED_TTL
+        return recently_accepted and self._link_is_fresh(item)
 
     def _link_is_fresh(self, item: Downloadable) -> bool:
         if not item.file.download.url:

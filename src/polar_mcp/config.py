@@ -8,6 +8,7 @@ command line would show in `ps`.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import uuid
 from collections.abc import Mapping
@@ -25,6 +26,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from polar_mcp.untrusted import parse_size
+
+logger = logging.getLogger(__name__)
+
+# A host that fills `${user_config.x}` in a bundle's env leaves the reference itself when the user set nothing.
+_UNFILLED_REFERENCE = re.compile(r"\$\{[^}]*\}")
 
 SERVERS = {"production": "https://api.polar.sh", "sandbox": "https://sandbox-api.polar.sh"}
 
@@ -88,7 +96,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_download_size",
         "POLAR_MCP_MAX_DOWNLOAD_SIZE",
-        "largest file download_file fetches, in bytes or with a unit: 500MB, 2GB (default 5GB)",
+        "largest file download_file fetches, in bytes or with a unit of 1024: 500MB, 2GB (default 5GB)",
     ),
     Option(
         "disable_download",
@@ -137,7 +145,7 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     config_dir: Path | None = None
     download_dir: Path | None = None
-    max_download_size: int = Field(default=5 * 1000**3, gt=0)
+    max_download_size: int = Field(default=5 * 1024**3, gt=0)
     disable_download: bool = False
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
@@ -159,13 +167,7 @@ class Settings(BaseModel):
     @field_validator("max_download_size", mode="before")
     @classmethod
     def _parse_size(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[bB]?\s*", value)
-        if match is None:
-            raise ValueError("must be a size such as 500MB, 2GB or a number of bytes")
-        factor = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}[match.group(2).lower()]
-        return int(float(match.group(1)) * factor)
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -287,10 +289,19 @@ def parse_email(value: str) -> str:
 def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> Settings:
     """Settings from `environ`, then flags in `overrides` (None values ignored), validated."""
     raw: dict[str, Any] = {}
+    unfilled: list[str] = []
     for option in OPTIONS:
         value = environ.get(option.env)
-        if value is not None and value.strip() != "":
-            raw[option.field] = value
+        if value is None or value.strip() == "":
+            continue
+        if _UNFILLED_REFERENCE.fullmatch(value.strip()):
+            unfilled.append(option.env)
+            continue
+        raw[option.field] = value
+    if unfilled:
+        logger.warning(
+            "%s: still a ${...} placeholder the host left unfilled, so treated as unset", ", ".join(unfilled)
+        )
     raw.update({key: value for key, value in (overrides or {}).items() if value is not None})
     try:
         return Settings.model_validate(raw)

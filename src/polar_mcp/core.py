@@ -408,15 +408,20 @@ def _usable(item: Downloadable) -> Downloadable:
 
 
 def download_request(item: Downloadable) -> DownloadRequest:
-    """What to fetch for a listing item: its current link, headers, name, size and checksum."""
+    """What to fetch for a listing item: its current link, headers, name, size, checksum and versions."""
     from polar_mcp.download import DownloadRequest
 
+    modified = item.file.last_modified_at
     return DownloadRequest(
         url=item.file.download.url,
         headers=dict(item.file.download.headers),
         name=item.file.name,
         size_bytes=item.file.size,
-        sha256=present.sha256_hex(item),
+        sha256=item.file.sha256,
+        file_id=item.file.id,
+        version=item.file.version,
+        last_modified=modified.isoformat() if modified else None,
+        storage_version=item.file.storage_version,
     )
 
 

@@ -19,8 +19,8 @@ DEMO_SESSION_TTL = 10 * 365 * 24 * 3600.0
 @contextmanager
 def running_demo(settings: Settings) -> Generator[Settings]:
     """Start the double with the demo catalog; yield settings that point at it as the demo customer."""
-    from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
     from polar_mcp.double.runner import start_double
+    from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 
     store = demo_store()
     customer = store.customer_by_external_id(DEMO_CUSTOMER_EXTERNAL_ID)

@@ -1,9 +1,12 @@
 """Verified, atomic, confined downloads of a customer's files.
 
-Knows HTTP and the filesystem, nothing of MCP. A Polar link is a secret that counts a download each
-time it is opened: it is fetched once, never logged, and a transfer that breaks off is resumed from
-the storage URL it redirected to. Files land in one directory under a sanitised name, through a temp
-file that is removed on any failure or cancellation, and are checked against Polar's size and SHA-256.
+Knows HTTP and the filesystem, nothing of MCP or of Polar's listing: the caller describes each file
+in a `DownloadRequest`. A Polar link is a secret that counts a download each time it is opened: it
+is fetched once, never logged, and a transfer that breaks off is resumed from the storage URL it
+redirected to. Files land in one directory under a sanitised name, through a temp file that is
+removed on any failure or cancellation, and are checked against Polar's size and SHA-256. What was
+saved is kept in the folder's record (`download_record`), so a file saved before and unchanged
+since is not fetched again, even when Polar gives no checksum.
 """
 
 from __future__ import annotations
@@ -17,22 +20,23 @@ import shutil
 import stat
 import unicodedata
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Literal
 
 import anyio
 import anyio.to_thread
 import httpx2
 
+from polar_mcp.download_record import DownloadRecord, RecordError, SavedEntry
 from polar_mcp.failure import Failure
-from polar_mcp.present import human_size
-from polar_mcp.untrusted import clean_text
+from polar_mcp.untrusted import clean_text, human_size
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], Awaitable[None]]
+"""Called with (bytes so far, total) as a download arrives."""
 FreeSpace = Callable[[Path], int]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -51,6 +55,20 @@ _RESERVED = frozenset(
 )
 _COMPOUND_EXTENSIONS = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
+# An S3-style error body is a few hundred bytes; more is not read, and its text is never shown.
+_ERROR_BODY_LIMIT = 4096
+_S3_CODE = re.compile(r"<Code>\s*([A-Za-z]{1,64})\s*</Code>")
+_S3_EXPIRED = re.compile(r"<Message>\s*Request has expired", re.IGNORECASE)
+# S3 error codes that say a 5xx will pass; any other code a 5xx names is a fault that stays.
+_PASSING_CODES = frozenset({"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout"})
+_KNOWN_CODES = _PASSING_CODES | {
+    "AccessDenied",
+    "ExpiredToken",
+    "NoSuchKey",
+    "NotImplemented",
+    "RequestExpired",
+    "SignatureDoesNotMatch",
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,14 @@ class DownloadRequest:
     size_bytes: int
     sha256: str | None
     """Lowercase hex, or None when Polar gives no checksum."""
+    file_id: str
+    """Polar's file id: with the three below, what the folder's record knows the file by."""
+    version: str | None = None
+    """Polar's `file.version`, set by the seller."""
+    last_modified: str | None = None
+    """Polar's `file.last_modified_at`, as an ISO 8601 string."""
+    storage_version: str | None = None
+    """Polar's `file.storage_version`: the storage object's version id."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +105,9 @@ class SavedFile:
     verified: bool
     skipped: bool
     """True when an identical file was already there and nothing was fetched."""
+    identical_by: Literal["checksum", "record"] | None = None
+    """Why a skipped file counts as identical: Polar's checksum matched its bytes, or, without one, the
+    folder's record shows polar-mcp saved this version of the file there and it is unchanged since."""
 
 
 class DownloadError(Failure):
@@ -149,10 +178,12 @@ async def download_file(
 ) -> SavedFile:
     """Fetch one file into `directory`, verified and atomically, and say where it landed.
 
-    An identical file already there (same SHA-256) is kept and nothing is fetched. A different file
-    of the same name (compared case-insensitively) gets the next free name `name (2).ext`, unless
-    `overwrite`, which replaces it. `http` must carry no credentials: none are added here.
-    `free_space` and `sleep` (the wait between storage retries) are seams for tests.
+    An identical file already there is kept and nothing is fetched: one whose SHA-256 matches
+    Polar's checksum, or, without a checksum, one the folder's record shows polar-mcp saved for this
+    version of the file and that is unchanged since. A different file of the same name (compared
+    case-insensitively) gets the next free name `name (2).ext`, unless `overwrite`, which replaces
+    it. `http` must carry no credentials: none are added here. `free_space` and `sleep` (the wait
+    between storage retries) are seams for tests.
     """
     name = safe_file_name(request.name)
     if max_bytes is not None and request.size_bytes > max_bytes:
@@ -161,18 +192,10 @@ async def download_file(
             "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE (--max-download-size) to allow it."
         )
     root = _prepare_directory(directory)
-    with _filesystem_errors(name, root):
-        existing = await _identical_file(root, name, request)
+    with _filesystem_errors(name, root), closing(DownloadRecord(root)) as record:
+        existing = await anyio.to_thread.run_sync(_identical_file, record, root, name, request, overwrite)
         if existing is not None:
-            path, digest = existing
-            return SavedFile(
-                path=path,
-                name=path.name,
-                size_bytes=request.size_bytes,
-                sha256=digest,
-                verified=True,
-                skipped=True,
-            )
+            return existing
         free = free_space(root)
         if request.size_bytes + _FREE_SPACE_MARGIN > free:
             raise DownloadError(
@@ -194,7 +217,7 @@ async def download_file(
                     f"{name} arrived corrupted: its SHA-256 does not match Polar's checksum, so it was "
                     "deleted. Get a fresh link and try again."
                 )
-            path = _publish(temp, root, name, overwrite=overwrite)
+            path = await anyio.to_thread.run_sync(_commit, record, temp, root, name, request, digest, overwrite)
         finally:
             # Runs under cancellation and KeyboardInterrupt too; after a publish the temp is already gone.
             temp.unlink(missing_ok=True)
@@ -217,6 +240,11 @@ def _filesystem_errors(name: str, root: Path) -> Generator[None]:
         raise DownloadError(
             f"Could not save {name} in {root}: {error.strerror or type(error).__name__}. "
             "Check the folder's permissions and free space, or choose another folder."
+        ) from error
+    except RecordError as error:
+        raise DownloadError(
+            f"Could not save {name} in {root}: polar-mcp's record of saved files there failed "
+            f"({clean_text(error.reason, 80)}). Check the folder's permissions, or choose another folder."
         ) from error
 
 
@@ -242,20 +270,120 @@ def _fold(name: str) -> str:
     return unicodedata.normalize("NFC", name).casefold()
 
 
-async def _identical_file(root: Path, name: str, request: DownloadRequest) -> tuple[Path, str] | None:
-    # Without Polar's checksum nothing proves a local file is the same one, so it counts as different.
-    if request.sha256 is None:
-        return None
-    wanted = request.sha256.lower()
-    for entry in _same_name_entries(root, name):
-        path = root / entry
-        info = path.lstat()
-        if stat.S_ISREG(info.st_mode) and info.st_size == request.size_bytes:
-            digest = await anyio.to_thread.run_sync(_hash_file, path)
-            if digest == wanted:
-                logger.info("%s is already downloaded", entry)
-                return path, digest
+def _identical_file(
+    record: DownloadRecord, root: Path, name: str, request: DownloadRequest, overwrite: bool
+) -> SavedFile | None:
+    """A file in `root` that is the one requested: under its name, or where polar-mcp saved it before.
+
+    With `overwrite` only its name counts: the caller wants that name to hold the file.
+    """
+    copies = [] if overwrite else record.copies(request.file_id)
+    recorded = [entry.path for entry in copies if _confined(entry.path)]
+    for relative in dict.fromkeys([*_same_name_entries(root, name), *recorded]):
+        path = root / relative
+        try:
+            info = path.lstat()
+        except (FileNotFoundError, NotADirectoryError):
+            record.forget(relative)
+            continue
+        if not stat.S_ISREG(info.st_mode) or info.st_size != request.size_bytes:
+            continue
+        judged = _judge(path, info, record.at(relative), request)
+        if judged is None:
+            continue
+        digest, by = judged
+        # Adopts a file that was there before the record, and spares the next look a re-hash.
+        record.put(_entry(relative, request, info, digest))
+        logger.info("%s is already downloaded", relative)
+        return SavedFile(
+            path=path,
+            name=path.name,
+            size_bytes=request.size_bytes,
+            sha256=digest,
+            verified=by == "checksum",
+            skipped=True,
+            identical_by=by,
+        )
     return None
+
+
+def _judge(
+    path: Path, info: os.stat_result, entry: SavedEntry | None, request: DownloadRequest
+) -> tuple[str, Literal["checksum", "record"]] | None:
+    """The digest of a local file of the right size, and why it is the requested file; None if it is not."""
+    # Bytes polar-mcp wrote and nobody touched since need no re-hash.
+    untouched = entry is not None and (entry.size, entry.mtime_ns) == (info.st_size, info.st_mtime_ns)
+    if request.sha256 is not None:
+        digest = entry.sha256 if entry is not None and untouched else _hash_file(path)
+        return (digest, "checksum") if digest == request.sha256.lower() else None
+    # Without Polar's checksum only the record can vouch for a file, and only for the version it saved.
+    if entry is None or not _same_version(entry, request):
+        return None
+    if untouched:
+        return entry.sha256, "record"
+    digest = _hash_file(path)
+    return (digest, "record") if digest == entry.sha256 else None
+
+
+def _same_version(entry: SavedEntry, request: DownloadRequest) -> bool:
+    return (entry.file_id, entry.version, entry.last_modified, entry.storage_version, entry.size) == (
+        request.file_id,
+        request.version,
+        request.last_modified,
+        request.storage_version,
+        request.size_bytes,
+    )
+
+
+def _entry(relative: str, request: DownloadRequest, info: os.stat_result, digest: str) -> SavedEntry:
+    return SavedEntry(
+        path=relative,
+        file_id=request.file_id,
+        version=request.version,
+        last_modified=request.last_modified,
+        storage_version=request.storage_version,
+        size=info.st_size,
+        mtime_ns=info.st_mtime_ns,
+        sha256=digest,
+    )
+
+
+def _confined(relative: str) -> bool:
+    """Whether a recorded path stays inside the folder, whatever was written into the record."""
+    parts = PurePosixPath(relative).parts
+    return bool(parts) and not PurePosixPath(relative).is_absolute() and ".." not in parts and "\\" not in relative
+
+
+def _commit(
+    record: DownloadRecord, temp: Path, root: Path, name: str, request: DownloadRequest, digest: str, overwrite: bool
+) -> Path:
+    """Publish the finished temp file and record it, unless another download saved the same bytes meanwhile.
+
+    Under the record's write lock, so two downloads of one file (tasks or processes) leave one copy;
+    with `overwrite` they replace the one name in turn.
+    """
+    with record.writing():
+        for entry in [] if overwrite else record.copies(request.file_id):
+            path = root / entry.path
+            if (
+                _confined(entry.path)
+                and entry.sha256 == digest
+                and _same_version(entry, request)
+                and _untouched(path, entry)
+            ):
+                logger.info("%s was saved by another download meanwhile", entry.path)
+                return path
+        path = _publish(temp, root, name, overwrite=overwrite)
+        record.put(_entry(path.name, request, path.lstat(), digest))
+        return path
+
+
+def _untouched(path: Path, entry: SavedEntry) -> bool:
+    try:
+        info = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return stat.S_ISREG(info.st_mode) and (info.st_size, info.st_mtime_ns) == (entry.size, entry.mtime_ns)
 
 
 def _hash_file(path: Path) -> str:
@@ -445,15 +573,16 @@ class _Transfer:
         status = response.status_code
         if self.at_link and status != 200:
             raise DownloadError(_link_failure(status))
-        if status in _TRANSIENT:
-            raise _RetryableError(f"the storage server answered {status}")
+        if status not in (200, 206):
+            code = await _storage_error_code(response)
+            # Another attempt gets the same answer unless the storage says the fault will pass.
+            if status in _TRANSIENT and (code is None or code in _PASSING_CODES):
+                raise _RetryableError(f"the storage server answered {status}" + (f" ({code})" if code else ""))
+            raise DownloadError(_storage_failure(status, code))
         if status == 206:
             self._check_range(response)
-        elif status == 200:
-            if self.sink.done:
-                self.sink.restart()
-        else:
-            raise DownloadError(_storage_failure(status))
+        elif self.sink.done:
+            self.sink.restart()
         length = response.headers.get("Content-Length")
         encoded = response.headers.get("Content-Encoding", "identity") != "identity"
         if length is not None and length.isdigit() and not encoded and int(length) != self.sink.total - self.sink.done:
@@ -501,15 +630,59 @@ def _link_failure(status: int) -> str:
     return f"Polar refused the download link ({status}). Get a fresh link and try again."
 
 
-def _storage_failure(status: int) -> str:
-    if status == 403:
+async def _storage_error_code(response: httpx2.Response) -> str | None:
+    """The S3-style error code of a refusal, read from at most a few KB; None if absent or unknown."""
+    # A compressed body is left alone: decoded, a few KB of it could become any size.
+    if response.headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    body = b""
+    async for chunk in response.aiter_bytes(_ERROR_BODY_LIMIT):
+        body += chunk
+        if len(body) >= _ERROR_BODY_LIMIT:
+            break
+    # A regex, not an XML parser: nothing in the body is resolved or expanded, and only codes we
+    # know are kept; the storage's own wording never reaches the user.
+    text = body[:_ERROR_BODY_LIMIT].decode("utf-8", "replace")
+    match = _S3_CODE.search(text)
+    if match is None or match.group(1) not in _KNOWN_CODES:
+        return None
+    if match.group(1) == "AccessDenied" and _S3_EXPIRED.search(text):
+        return "RequestExpired"
+    return match.group(1)
+
+
+def _storage_failure(status: int, code: str | None) -> str:
+    answer = f"{status} {code}" if code else str(status)
+    if code in ("RequestExpired", "ExpiredToken"):
         return (
-            "The storage server refused the download (403), usually because its link expired. "
+            f"The storage server refused the download ({answer}): its signed address expired. "
             "Get a fresh link and try again."
         )
+    if code == "SignatureDoesNotMatch":
+        return (
+            f"The storage server refused the link's signature ({answer}), often because this computer's "
+            "clock is wrong or a proxy changed the request. Check both, then get a fresh link and try again."
+        )
+    if code == "NoSuchKey":
+        return (
+            f"The file is missing from storage ({answer}): the seller may have removed or replaced it. "
+            "Get a fresh link; if this persists, ask the seller."
+        )
+    if code == "AccessDenied":
+        return (
+            f"The storage server denied access to the file ({answer}): the seller may have removed it or "
+            "withdrawn access. Get a fresh link; if this persists, ask the seller."
+        )
+    if code == "NotImplemented":
+        return (
+            f"The storage server does not support this request ({answer}), so it was not retried. "
+            "Get a fresh link and try again; if this persists, ask the seller."
+        )
+    if status == 403:
+        return f"The storage server refused the download ({answer}) without saying why. Get a fresh link and try again."
     if status in (404, 410):
         return (
-            f"The file is missing from storage ({status}). Get a fresh link; if this persists, the file "
+            f"The file is missing from storage ({answer}). Get a fresh link; if this persists, the file "
             "may have been withdrawn."
         )
-    return f"The storage server answered {status}. Get a fresh link and try again."
+    return f"The storage server answered {answer}. Get a fresh link and try again."

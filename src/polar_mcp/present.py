@@ -6,11 +6,8 @@ structured and the text form, so neither can carry control characters or forged 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -19,10 +16,9 @@ from polar_mcp.catalog import BenefitName, Listing
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.signin import mask_email
 from polar_mcp.signin_store import PendingCode, SignedIn
-from polar_mcp.untrusted import clean_text, has_control
+from polar_mcp.untrusted import clean_text, has_control, human_size, utc_iso
 
 NAME_LIMIT = 200
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class _Out(BaseModel):
@@ -88,37 +84,9 @@ class DownloadedFile(_Out):
     seller: str | None = None
 
 
-def human_size(size: int) -> str:
-    """Bytes as a person reads them, in SI units: 2400000 -> '2.4 MB'."""
-    if size < 1000:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("kB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 999.95 or unit == "TB":
-            return f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")
-
-
-def utc_iso(moment: datetime) -> str:
-    """UTC ISO 8601 ending in Z, to the second."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def sha256_hex(item: Downloadable) -> str | None:
-    """The file's SHA-256 in hex, from Polar's hex or base64 checksum; None if absent or malformed."""
-    hex_value = item.file.checksum_sha256_hex
-    if hex_value and _HEX64.fullmatch(hex_value):
-        return hex_value.lower()
-    b64_value = item.file.checksum_sha256_base64
-    if b64_value:
-        try:
-            raw = base64.b64decode(b64_value, validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        if len(raw) == 32:
-            return raw.hex()
-    return None
+    """The file's SHA-256 in lowercase hex; None if Polar gave none or a malformed one."""
+    return item.file.sha256
 
 
 def file_name(item: Downloadable) -> str:
@@ -266,7 +234,9 @@ def ambiguous_text(message: str, candidates: Sequence[Downloadable]) -> str:
 def downloaded_text(saved: DownloadedFile) -> str:
     size = human_size(saved.size_bytes)
     if saved.skipped:
-        return f"Already present, identical (SHA-256 matches): {saved.path} ({size}). Nothing was downloaded."
+        # Without Polar's checksum, identity rests on polar-mcp's own record of what it saved.
+        why = "SHA-256 matches" if saved.verified else "unchanged since polar-mcp saved it"
+        return f"Already present, identical ({why}): {saved.path} ({size}). Nothing was downloaded."
     check = "SHA-256 verified" if saved.verified else "size checked; Polar gave no checksum to verify"
     return f"Saved {saved.name} ({size}) to {saved.path} — {check}."
 

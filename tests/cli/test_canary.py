@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.runner import RunningDouble
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
 from tests.cli.conftest import Cli, Run
 

@@ -96,3 +96,28 @@ async def test_the_query_help_of_the_cli_is_the_tool_argument_description() -> N
     listing = build_parser()._subparsers._group_actions[0].choices["list"]  # type: ignore[union-attr]
     helps = {action.dest: action.help for action in listing._actions}  # type: ignore[union-attr]
     assert helps["query"] == described == "Part of a file or benefit name; searches every page."
+
+
+@pytest.fixture
+def wide_names(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePolar]:
+    """A catalog whose names mix wide (CJK) characters, combining marks and plain ASCII."""
+    names = ["日本語の本.pdf", "cafe\u0301-menu.pdf", "plain.pdf", "長" * 40 + ".pdf"]
+    polar = FakePolar(items=[item(n, name) for n, name in enumerate(names, start=1)])
+    with serve_asgi(_over_loopback(polar)) as base:
+        monkeypatch.setenv("POLAR_API_URL", base)
+        monkeypatch.setenv("POLAR_CUSTOMER_SESSION", CUSTOMER_TOKEN)
+        yield polar
+
+
+@pytest.mark.usefixtures("wide_names")
+def test_table_columns_line_up_on_a_terminal_with_wide_characters(cli: Cli) -> None:
+    run = cli("list")
+    rest = "  1.2 MB  application/pdf  00000000-0000-4000-8000-00000000000"
+    assert run.out.splitlines() == [
+        "NAME" + " " * 56 + "  SIZE    TYPE             ID",
+        "日本語の本.pdf" + " " * 46 + rest + "1",  # five wide characters take ten columns
+        "cafe\u0301-menu.pdf" + " " * 47 + rest + "2",  # a combining accent takes none
+        "plain.pdf" + " " * 51 + rest + "3",
+        "長" * 29 + "…" + " " + rest + "4",  # cut to 59 columns: a 30th wide character would need 61
+        "page 1 of 1 · 4 files",
+    ]

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from polar_mcp import __version__
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, DEMO_ORG_TOKEN
 from polar_mcp.double.runner import RunningDouble
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, DEMO_ORG_TOKEN
 from polar_mcp.double.store import Store
 from tests.cli.conftest import Cli, ada_token
 

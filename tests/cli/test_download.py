@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from polar_mcp.double.store import Store
+from polar_mcp.download_record import RECORD_NAME
 from tests.cli.conftest import ERRATA_ID, Cli
 
 pytestmark = pytest.mark.usefixtures("token")
@@ -17,11 +18,11 @@ ERRATA_SIZE = 289
 
 
 def _saved_text(path: Path) -> str:
-    return f"polar-mcp: Saved errata.txt (289 B) to {path} — SHA-256 verified.\n"
+    return f"polar-mcp: Saved errata.txt (289.0 B) to {path} — SHA-256 verified.\n"
 
 
 def _skipped_text(path: Path) -> str:
-    return f"polar-mcp: Already present, identical (SHA-256 matches): {path} (289 B). Nothing was downloaded.\n"
+    return f"polar-mcp: Already present, identical (SHA-256 matches): {path} (289.0 B). Nothing was downloaded.\n"
 
 
 def _listed(cli: Cli, name: str) -> dict[str, object]:
@@ -37,7 +38,7 @@ def test_download_prints_exactly_the_saved_path_and_says_it_was_verified(cli: Cl
     data = saved.read_bytes()
     assert len(data) == ERRATA_SIZE
     assert hashlib.sha256(data).hexdigest() == _listed(cli, "errata.txt")["sha256"]
-    assert sorted(p.name for p in folder.iterdir()) == ["errata.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == [RECORD_NAME, "errata.txt"]
 
 
 def test_download_json_describes_the_saved_file(cli: Cli, tmp_path: Path) -> None:
@@ -66,7 +67,7 @@ def test_downloading_again_skips_an_identical_file_without_fetching_it(cli: Cli,
     assert (again.code, again.out, again.err) == (0, f"{saved}\n", _skipped_text(saved))
     assert json.loads(again_json.out)["skipped"] is True
     assert sum(store.download_counts.values()) == downloads
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["errata.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RECORD_NAME, "errata.txt"]
 
 
 def test_a_different_local_file_is_kept_beside_the_download_unless_overwrite_is_given(cli: Cli, tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ def test_a_different_local_file_is_kept_beside_the_download_unless_overwrite_is_
     target = tmp_path.resolve() / "errata.txt"
     assert (replaced.code, replaced.out, replaced.err) == (0, f"{target}\n", _saved_text(target))
     assert mine.read_bytes() == beside.read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["errata (2).txt", "errata.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RECORD_NAME, "errata (2).txt", "errata.txt"]
 
 
 def test_wrong_bytes_from_storage_exit_1_and_leave_no_file(cli: Cli, store: Store, tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_a_file_larger_than_the_size_limit_is_refused_before_anything_is_written
     run = cli("download", "rust-in-practice.pdf", "--dir", str(tmp_path), "--max-download-size", "1MB")
     assert (run.code, run.out) == (1, "")
     assert run.err == (
-        "polar-mcp: rust-in-practice.pdf is 3.4 MB, over the download limit of 1.0 MB. "
+        "polar-mcp: rust-in-practice.pdf is 3.2 MB, over the download limit of 1.0 MB. "
         "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE (--max-download-size) to allow it.\n"
     )
     assert list(tmp_path.iterdir()) == []

@@ -56,9 +56,9 @@ def test_a_long_name_is_cut_at_sixty_characters_and_a_hostile_name_cannot_forge_
     assert run.code == 0
     name_width = 60
     assert run.out.splitlines() == [
-        "NAME".ljust(name_width) + "  SIZE  TYPE        ID",
-        long_name[: name_width - 1] + "…  1 B   text/plain  " + ids[0],
-        "notes page 9 of 9 · 0 files .txt".ljust(name_width) + "  1 B   text/plain  " + ids[1],
+        "NAME".ljust(name_width) + "  SIZE   TYPE        ID",
+        long_name[: name_width - 1] + "…  1.0 B  text/plain  " + ids[0],
+        "notes page 9 of 9 · 0 files .txt".ljust(name_width) + "  1.0 B  text/plain  " + ids[1],
         "page 1 of 1 · 2 files",
     ]
 

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
-from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
+from polar_mcp.double.store import Store
+from tests.clock import ManualClock
 from tests.double.helpers import asgi_client
 
 

@@ -21,15 +21,16 @@ async def test_lists_public_active_grants_in_product_benefit_order(client: httpx
     response = await client.get(GRANTS, params={"limit": 100}, headers=bearer(ada_token))
 
     assert response.status_code == 200
-    # The private "Early Access" benefit and the revoked "Preview Chapter" grant stay hidden.
+    # The revoked "Preview Chapter" grant stays hidden.
     assert descriptions(response) == [
         "Rust Ebook Bundle",
         "Async Course Videos",
         "Wallpaper Pack",
         "Code Samples",
+        "Early Access: Chapter 12",
         "Ferris Press Discord",
     ]
-    assert response.json()["pagination"] == {"total_count": 5, "max_page": 1}
+    assert response.json()["pagination"] == {"total_count": 6, "max_page": 1}
 
 
 async def test_a_grant_has_the_facts_shape(client: httpx2.AsyncClient, store: Store, ada_token: str) -> None:
@@ -51,6 +52,7 @@ async def test_a_grant_has_the_facts_shape(client: httpx2.AsyncClient, store: St
         "order_id",
         "subscription_id",
         "error",
+        "customer",
         "benefit",
         "properties",
     } <= set(grant)
@@ -59,9 +61,20 @@ async def test_a_grant_has_the_facts_shape(client: httpx2.AsyncClient, store: St
     assert grant["benefit"]["type"] == "downloadables"
     assert grant["benefit"]["organization"]["name"] == "Ferris Press"
     assert grant["benefit"]["organization"]["slug"] == "ferris-press"
-    # The malware-flagged wallpaper is no file of the grant's.
+    assert len(grant["benefit"]["organization"]) > 20
+    assert (grant["benefit"]["selectable"], grant["benefit"]["deletable"], grant["benefit"]["is_deleted"]) == (
+        True,
+        True,
+        False,
+    )
+    assert grant["customer"]["email"] == "ada@example.com"
+    # Ferris Press uses members: Ada's grants go to her owner member.
+    ada = store.customers[grant["customer_id"]]
+    assert grant["member_id"] == store.members_of(ada.id)[0].id
+    # The malware-flagged wallpaper is no file of the grant's, but stays one of the benefit's.
     assert len(grant["properties"]["files"]) == 2
-    assert len(grant["benefit"]["properties"]["files"]) == 3
+    assert grant["benefit"]["properties"] == {"active_files": store.benefits[grant["benefit_id"]].file_ids}
+    assert len(grant["benefit"]["properties"]["active_files"]) == 3
 
 
 async def test_type_filter_is_repeatable(client: httpx2.AsyncClient, ada_token: str) -> None:
@@ -70,8 +83,8 @@ async def test_type_filter_is_repeatable(client: httpx2.AsyncClient, ada_token: 
     discord = await client.get(GRANTS, params={"type": "discord"}, headers=bearer(ada_token))
 
     assert "Ferris Press Discord" not in descriptions(files_only)
-    assert len(descriptions(files_only)) == 4
-    assert len(descriptions(both)) == 5
+    assert len(descriptions(files_only)) == 5
+    assert len(descriptions(both)) == 6
     assert descriptions(discord) == ["Ferris Press Discord"]
 
 
@@ -93,6 +106,7 @@ async def test_sorting_by_newest_grant(client: httpx2.AsyncClient, ada_token: st
     response = await client.get(GRANTS, params={"sorting": "-granted_at"}, headers=bearer(ada_token))
 
     assert descriptions(response) == [
+        "Early Access: Chapter 12",
         "Wallpaper Pack",
         "Async Course Videos",
         "Code Samples",
@@ -104,19 +118,51 @@ async def test_sorting_by_newest_grant(client: httpx2.AsyncClient, ada_token: st
 async def test_grants_paginate(client: httpx2.AsyncClient, ada_token: str) -> None:
     response = await client.get(GRANTS, params={"limit": 2, "page": 3}, headers=bearer(ada_token))
 
-    assert descriptions(response) == ["Ferris Press Discord"]
-    assert response.json()["pagination"] == {"total_count": 5, "max_page": 3}
+    assert descriptions(response) == ["Early Access: Chapter 12", "Ferris Press Discord"]
+    assert response.json()["pagination"] == {"total_count": 6, "max_page": 3}
 
 
-async def test_a_private_benefit_lists_files_but_never_a_name(
-    client: httpx2.AsyncClient, store: Store, ada_token: str
-) -> None:
+async def test_every_listed_file_has_a_named_benefit(client: httpx2.AsyncClient, ada_token: str) -> None:
     listed = await client.get(LIST, params={"limit": 100}, headers=bearer(ada_token))
     grants = await client.get(GRANTS, params={"limit": 100}, headers=bearer(ada_token))
 
     listed_benefits = {item["benefit_id"] for item in listed.json()["items"]}
     named_benefits = {grant["benefit_id"] for grant in grants.json()["items"]}
-    assert listed_benefits - named_benefits == {benefit_id(store, "Early Access: Chapter 12")}
+    assert listed_benefits <= named_benefits
+
+
+async def test_a_grant_the_listing_lags_behind_leaves_its_files_nameless(
+    client: httpx2.AsyncClient, store: Store, ada_token: str
+) -> None:
+    early = benefit_id(store, "Early Access: Chapter 12")
+    next(g for g in store.grants.values() if g.benefit_id == early).in_benefit_grants = False
+
+    listed = await client.get(LIST, params={"limit": 100}, headers=bearer(ada_token))
+    grants = await client.get(GRANTS, params={"limit": 100}, headers=bearer(ada_token))
+
+    listed_benefits = {item["benefit_id"] for item in listed.json()["items"]}
+    named_benefits = {grant["benefit_id"] for grant in grants.json()["items"]}
+    assert listed_benefits - named_benefits == {early}
+
+
+def test_a_downloadables_benefit_is_always_public(store: Store) -> None:
+    org = next(iter(store.organizations.values()))
+
+    with pytest.raises(ValueError, match="other than public"):
+        store.add_benefit(org, "Secret Drafts", visibility="private")
+    assert store.add_benefit(org, "Private Discord", type="discord", visibility="private").visibility == "private"
+
+
+async def test_a_private_benefit_of_another_type_is_never_listed(
+    client: httpx2.AsyncClient, store: Store, ada_token: str
+) -> None:
+    org = next(iter(store.organizations.values()))
+    ada = store.customers[store.sessions[ada_token].customer_id]
+    store.grant(ada, store.add_benefit(org, "Private Discord", type="discord", visibility="private"), store.now())
+
+    grants = await client.get(GRANTS, params={"limit": 100}, headers=bearer(ada_token))
+
+    assert "Private Discord" not in descriptions(grants)
 
 
 async def test_bad_filters_answer_422(client: httpx2.AsyncClient, ada_token: str) -> None:
@@ -125,11 +171,28 @@ async def test_bad_filters_answer_422(client: httpx2.AsyncClient, ada_token: str
     response = await client.get(GRANTS, params=params, headers=bearer(ada_token))
 
     assert response.status_code == 422
-    assert [(e["type"], e["loc"]) for e in response.json()["detail"]] == [
-        ("enum", ["query", "type", 0]),
-        ("enum", ["query", "sorting", 0]),
-        ("greater_than", ["query", "limit"]),
+    assert [(e["type"], e["loc"], e["input"]) for e in response.json()["detail"]] == [
+        ("enum", ["query", "type", "str-enum[BenefitType]"], ["ebook"]),
+        (
+            "enum",
+            [
+                "query",
+                "type",
+                "json-or-python[json=list[str-enum[BenefitType]],python=chain[is-instance[Sequence],"
+                "function-wrap[sequence_validator()]]]",
+                0,
+            ],
+            "ebook",
+        ),
+        ("enum", ["query", "sorting", 0], "newest"),
+        ("greater_than", ["query", "limit"], "0"),
     ]
+
+
+async def test_the_benefit_type_enum_has_slack_shared_channel(client: httpx2.AsyncClient, ada_token: str) -> None:
+    response = await client.get(GRANTS, params={"type": "slack_shared_channel"}, headers=bearer(ada_token))
+
+    assert response.json() == {"items": [], "pagination": {"total_count": 0, "max_page": 0}}
 
 
 async def test_grants_need_a_session_token(client: httpx2.AsyncClient) -> None:

@@ -15,8 +15,9 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from polar_mcp.double.catalog import synthetic_store
-from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.double.seed import synthetic_store
+from polar_mcp.double.store import Store
+from tests.clock import ManualClock
 from tests.double.helpers import LIST, asgi_client, bearer, benefit_id
 
 pytestmark = pytest.mark.anyio

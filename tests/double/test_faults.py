@@ -8,10 +8,11 @@ import json
 import httpx2
 import pytest
 
-from polar_mcp.double import app as double_app
-from polar_mcp.double.app import ConnectionDroppedError
+from polar_mcp.double import layer
 from polar_mcp.double.faults import Faults
-from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.double.layer import ConnectionDroppedError
+from polar_mcp.double.store import Store
+from tests.clock import ManualClock
 from tests.double.helpers import ADMIN, LIST, bearer
 
 pytestmark = pytest.mark.anyio
@@ -145,7 +146,7 @@ async def test_latency_waits_before_each_request(
     async def fake_sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr(double_app.anyio, "sleep", fake_sleep)
+    monkeypatch.setattr(layer.anyio, "sleep", fake_sleep)
     store.faults.update({"latency": 1.5})
 
     await statuses(client, ada_token, 2)
@@ -190,13 +191,13 @@ async def test_admin_stats_count_requests_without_secrets(
     assert stats["requests"] == {
         LIST: 1,
         LIST + "{token}": 1,
-        f"/__storage__/{file['id']}": 1,
+        f"/polar-files/{file['path']}": 1,
     }
     assert stats["downloads"] == {file["id"]: 1}
     assert [(r["path"], r["query"], r["token_prefix"], r["status"]) for r in stats["recent"]] == [
         (LIST, "limit=1", "polar_cst_", 200),
         (LIST + "{token}", "", None, 302),
-        (f"/__storage__/{file['id']}", "", None, 200),
+        (f"/polar-files/{file['path']}", "", None, 200),
     ]
     assert ada_token not in json.dumps(stats)
 

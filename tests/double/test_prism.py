@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from tests.double.helpers import LIST, bearer
 
 PRISM = Path(__file__).resolve().parents[2] / ".tools" / "node" / "node_modules" / ".bin" / "prism"

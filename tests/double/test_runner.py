@@ -8,9 +8,15 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, DEMO_ORG_TOKEN, demo_store
 from polar_mcp.double.runner import RunningDouble, start_double
-from tests.double.helpers import ADMIN, LIST, SESSIONS, bearer
+from polar_mcp.double.seed import (
+    DEMO_CUSTOMER_EMAIL,
+    DEMO_CUSTOMER_EXTERNAL_ID,
+    DEMO_ORG_TOKEN,
+    DEMO_ORGANIZATION_SLUG,
+    demo_store,
+)
+from tests.double.helpers import ADMIN, AUTHENTICATE, LIST, REQUEST_CODE, SESSIONS, bearer
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +55,33 @@ def test_a_download_over_http_matches_the_listed_checksum(http: httpx2.Client, t
 
     assert file["size"] > 8 * 1024 * 1024
     assert digest.hexdigest() == file["checksum_sha256_hex"]
+
+
+def test_links_redirect_to_storage_on_its_own_loopback_port(
+    http: httpx2.Client, double: RunningDouble, token: str
+) -> None:
+    file = http.get(LIST, params={"limit": 1}, headers=bearer(token)).json()["items"][0]["file"]
+
+    redirect = http.get(file["download"]["url"])
+    partial = http.get(redirect.headers["location"], headers={"Range": "bytes=0-3"})
+
+    assert double.storage_url.startswith("http://127.0.0.1:")
+    assert double.storage_url != double.base_url
+    assert redirect.headers["location"].startswith(f"{double.storage_url}/polar-files/")
+    assert (partial.status_code, partial.headers["content-range"]) == (206, f"bytes 0-3/{file['size']}")
+    assert partial.content == b"%PDF"
+
+
+def test_a_sign_in_over_http_reads_its_code_from_the_admin_outbox(http: httpx2.Client, double: RunningDouble) -> None:
+    org = http.get(f"/v1/customer-portal/organizations/{DEMO_ORGANIZATION_SLUG}").json()["organization"]
+    http.delete(f"{ADMIN}outbox")
+
+    asked = http.post(REQUEST_CODE, json={"email": DEMO_CUSTOMER_EMAIL, "organization_id": org["id"]})
+    [message] = http.get(f"{ADMIN}outbox").json()["messages"]
+    token = http.post(AUTHENTICATE, json={"code": message["code"]}).json()["token"]
+
+    assert asked.status_code == 202
+    assert http.get(LIST, headers=bearer(token)).json()["pagination"]["total_count"] == 11
 
 
 def test_a_session_minted_over_http_lists_files(http: httpx2.Client) -> None:
@@ -103,9 +136,11 @@ def test_nothing_is_written_to_stdout(capfd: pytest.CaptureFixture[str]) -> None
     assert capfd.readouterr().out == ""
 
 
-def test_stop_closes_the_port() -> None:
+def test_stop_closes_both_ports() -> None:
     running = start_double(demo_store())
     running.stop()
 
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(f"{running.base_url}{LIST}")
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(f"{running.storage_url}/polar-files/x")

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from polar_mcp.double.catalog import demo_store
 from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import demo_store
 from polar_mcp.double.store import Store
 
 

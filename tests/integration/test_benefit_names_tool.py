@@ -10,8 +10,8 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.runner import RunningDouble
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
 from polar_mcp.server import build_server
 
@@ -89,7 +89,7 @@ async def test_one_listing_answers_what_was_bought_from_the_seller_grouped_under
     assert [line.split(" · ")[0] for line in text.splitlines() if line.startswith("- ")] == [
         f"- {name}" for _, _, names in ADA_PURCHASES for name in names
     ]
-    assert f"- chapter-12-draft.pdf · 655.4 kB · application/pdf · id {id_of['chapter-12-draft.pdf']}" in text
+    assert f"- chapter-12-draft.pdf · 640.0 KB · application/pdf · id {id_of['chapter-12-draft.pdf']}" in text
     assert [i["name"] for i in _items(ebooks)] == ["rust-in-practice.pdf", "rust-in-practice.epub", "errata.txt"]
     assert after.get(GRANTS_PATH, 0) - before.get(GRANTS_PATH, 0) == 1, "one benefit-grants walk for both"
     assert after.get(LISTING_PATH, 0) - before.get(LISTING_PATH, 0) == 2

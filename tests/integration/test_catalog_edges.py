@@ -16,13 +16,13 @@ from mcp import Client
 from tests.integration.test_faults import LISTING, Mode, Sent, connect, ok, text_of
 
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import (
+from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     DEMO_OTHER_CUSTOMER_EXTERNAL_ID,
     SYNTHETIC_CUSTOMER_EXTERNAL_ID,
     synthetic_store,
 )
-from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.store import Listed, Store
 from polar_mcp.polar.client import ClientLimits, PolarClient
 from polar_mcp.server import build_server

@@ -13,9 +13,10 @@ from mcp import Client
 from mcp.types import CallToolResult
 
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.runner import RunningDouble
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
+from polar_mcp.download_record import RECORD_NAME
 from polar_mcp.server import build_server
 
 pytestmark = pytest.mark.anyio
@@ -76,7 +77,7 @@ async def test_a_file_is_saved_verified_with_progress_reported_to_the_client(
         "benefit": "Async Course Videos",
         "seller": "Ferris Press",
     }
-    assert _text(result) == (f"Saved 01-futures-and-wakers.mp4 (14.8 MB) to {path} — SHA-256 verified.")
+    assert _text(result) == (f"Saved 01-futures-and-wakers.mp4 (14.1 MB) to {path} — SHA-256 verified.")
     assert len(seen) > 5
     assert seen == sorted(seen)
     assert seen[-1] == (len(data), len(data))
@@ -110,7 +111,7 @@ async def test_a_different_local_file_is_kept_unless_overwrite_is_asked(
     assert Path(replaced.structured_content["path"]).name == "ERRATA.txt"
     replaced_bytes = (tmp_path / "ERRATA.txt").read_bytes()
     assert hashlib.sha256(replaced_bytes).hexdigest() == replaced.structured_content["sha256"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ERRATA.txt", "errata (2).txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RECORD_NAME, "ERRATA.txt", "errata (2).txt"]
 
 
 async def test_storage_serving_wrong_bytes_fails_clearly_and_leaves_nothing(

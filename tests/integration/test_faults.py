@@ -22,11 +22,12 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult
+from tests.clock import ManualClock
 
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store, synthetic_store
 from polar_mcp.double.runner import RunningDouble, start_double
-from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store, synthetic_store
+from polar_mcp.double.store import Store
 from polar_mcp.polar.client import HttpClientSource, PolarClient
 from polar_mcp.server import build_server
 

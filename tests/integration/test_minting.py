@@ -14,7 +14,8 @@ from pydantic import SecretStr
 
 from polar_mcp.catalog import Catalog
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import (
+from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     DEMO_ORG_TOKEN,
     DEMO_READONLY_ORG_TOKEN,
@@ -23,7 +24,6 @@ from polar_mcp.double.catalog import (
     DEMO_TEAM_ORG_TOKEN,
     demo_store,
 )
-from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.store import Store
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.errors import ConfigurationError
@@ -160,8 +160,31 @@ async def test_a_team_organization_mints_member_tokens(store: Store, double: Run
             f"POLAR_EXTERNAL_CUSTOMER_ID={DEMO_TEAM_CUSTOMER_EXTERNAL_ID} is a team customer: set "
             "POLAR_MEMBER_ID or POLAR_EXTERNAL_MEMBER_ID to the member the assistant acts for.",
         ),
+        (
+            DEMO_TEAM_ORG_TOKEN,
+            CustomerRef(external_customer_id=DEMO_TEAM_CUSTOMER_EXTERNAL_ID, external_member_id="nobody"),
+            f"Polar has no such member for this customer (POLAR_EXTERNAL_CUSTOMER_ID={DEMO_TEAM_CUSTOMER_EXTERNAL_ID}, "
+            "POLAR_EXTERNAL_MEMBER_ID=nobody); check POLAR_EXTERNAL_MEMBER_ID (POLAR_MEMBER_ID is Polar's member "
+            "id, POLAR_EXTERNAL_MEMBER_ID your own).",
+        ),
+        (
+            DEMO_TEAM_ORG_TOKEN,
+            CustomerRef(
+                external_customer_id=DEMO_TEAM_CUSTOMER_EXTERNAL_ID, member_id="0b9e4c6a-0000-4000-8000-00000000beef"
+            ),
+            f"Polar has no such member for this customer (POLAR_EXTERNAL_CUSTOMER_ID={DEMO_TEAM_CUSTOMER_EXTERNAL_ID}, "
+            "POLAR_MEMBER_ID=0b9e4c6a-0000-4000-8000-00000000beef); check POLAR_MEMBER_ID (POLAR_MEMBER_ID is "
+            "Polar's member id, POLAR_EXTERNAL_MEMBER_ID your own).",
+        ),
     ],
-    ids=["bad-token", "missing-scope", "unknown-customer", "team-without-member"],
+    ids=[
+        "bad-token",
+        "missing-scope",
+        "unknown-customer",
+        "team-without-member",
+        "unknown-external-member",
+        "unknown-member",
+    ],
 )
 async def test_minting_failures_name_the_setting_to_fix(
     double: RunningDouble, clock: FakeClock, org_token: str, customer: CustomerRef, message: str

@@ -14,8 +14,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.runner import RunningDouble
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.runner import RunningDouble, start_double
-from polar_mcp.double.store import ManualClock, Store
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
+from polar_mcp.double.store import Store
+from tests.clock import ManualClock
 
 
 @pytest.fixture(scope="module")

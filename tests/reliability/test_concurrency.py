@@ -26,13 +26,13 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
 from polar_mcp.config import load_settings
-from polar_mcp.double.catalog import (
+from polar_mcp.double.runner import RunningDouble
+from polar_mcp.double.seed import (
     DEMO_CUSTOMER_EXTERNAL_ID,
     DEMO_OTHER_CUSTOMER_EXTERNAL_ID,
     DEMO_TEAM_CUSTOMER_EXTERNAL_ID,
     DEMO_TEAM_MEMBER_EXTERNAL_ID,
 )
-from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.store import Store
 from polar_mcp.http import build_http_app
 from tests.loopback import serve_asgi

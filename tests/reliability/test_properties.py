@@ -31,6 +31,7 @@ from pydantic import SecretStr
 from polar_mcp import present
 from polar_mcp.catalog import BenefitName, Listing
 from polar_mcp.config import load_settings
+from polar_mcp.download_record import RECORD_NAME
 from polar_mcp.polar.client import ClientLimits, PolarClient, parse_json
 from polar_mcp.polar.errors import MalformedResponseError
 from polar_mcp.polar.models import DownloadablesPage
@@ -311,9 +312,10 @@ def test_download_file_answers_any_arguments_with_a_clear_error_or_a_verified_fi
                 )
 
         check()
-        # Only ever the catalog's files, each saved once (identical re-downloads are skipped), no leftovers.
+        # Only ever the catalog's files, each saved once (identical re-downloads are skipped), and the
+        # record of them: no leftovers.
         saved = {path.name for path in connection.download_dir.iterdir()}
-        assert saved <= set(s.names_of(polar))
+        assert saved <= {*s.names_of(polar), RECORD_NAME}
 
 
 # --- 2. Polar's payloads: parse or MalformedResponseError, then render ---------------------------------

@@ -45,10 +45,11 @@ from mcp.types import CallToolResult
 from polar_mcp.cli import configure_logging, main
 from polar_mcp.config import Settings, load_settings
 from polar_mcp.double.runner import RunningDouble
-from polar_mcp.double.store import ManualClock, Session, Store
+from polar_mcp.double.store import Session, Store
 from polar_mcp.http import build_http_app
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.server import build_server
+from tests.clock import ManualClock
 from tests.loopback import serve_asgi
 from tests.reliability.conftest import ada_id
 

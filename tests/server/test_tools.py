@@ -86,7 +86,7 @@ async def test_list_downloadables_answers_compact_text_and_structured_items(clie
         "- Rust Ebook.pdf · 1.2 MB · application/pdf · id 00000000-0000-4000-8000-000000000001\n"
         "- Rust Ebook.epub · 1.2 MB · application/pdf · id 00000000-0000-4000-8000-000000000002\n"
         f"Async Course — 1 file (benefit_id {BENEFIT_B}):\n"
-        "- Async Course - Part 1.mp4 · 250.0 MB · application/pdf · id 00000000-0000-4000-8000-000000000003"
+        "- Async Course - Part 1.mp4 · 238.4 MB · application/pdf · id 00000000-0000-4000-8000-000000000003"
     )
     assert result.structured_content == {
         "items": [
@@ -125,7 +125,7 @@ async def test_list_downloadables_answers_compact_text_and_structured_items(clie
                 "name": "Async Course - Part 1.mp4",
                 "mime_type": "application/pdf",
                 "size_bytes": 250000000,
-                "size": "250.0 MB",
+                "size": "238.4 MB",
                 "last_modified_at": "2026-03-04T05:06:07Z",
                 "sha256": "03" * 32,
             },

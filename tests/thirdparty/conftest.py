@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from polar_mcp.config import Settings, load_settings
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.runner import RunningDouble, start_double
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.store import Store
 from polar_mcp.http import build_http_app
 from tests.loopback import serve_asgi

@@ -25,7 +25,7 @@ from mcp import Client
 
 from polar_mcp.config import Settings, load_settings
 from polar_mcp.demo_backend import running_demo
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
 from polar_mcp.server import build_server
 

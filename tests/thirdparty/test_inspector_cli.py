@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from polar_mcp.config import Settings
-from polar_mcp.double.catalog import DEMO_CUSTOMER_EXTERNAL_ID
+from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
 from tests.thirdparty.support import (
     DEMO_SERVER,

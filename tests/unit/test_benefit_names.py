@@ -109,35 +109,35 @@ EBOOKS = {"benefit": "Rust Ebook Bundle", "seller": "Ferris Press"}
 VIDEOS = {"benefit": "Async Course Videos", "seller": "Ferris Press"}
 
 SHOP_ROWS = [
-    row(1, "rust-in-practice.pdf", 3_407_872, "3.4 MB", "application/pdf", BENEFIT_A, **EBOOKS),
+    row(1, "rust-in-practice.pdf", 3_407_872, "3.2 MB", "application/pdf", BENEFIT_A, **EBOOKS),
     row(2, "rust-in-practice.epub", 1_245_184, "1.2 MB", "application/epub+zip", BENEFIT_A, **EBOOKS),
-    row(3, "errata.txt", 1_024, "1.0 kB", "text/plain", BENEFIT_A, **EBOOKS),
-    row(4, "01-futures-and-wakers.mp4", 14_803_889, "14.8 MB", "video/mp4", BENEFIT_B, **VIDEOS),
-    row(5, "chapter-12-draft.pdf", 655_360, "655.4 kB", "application/pdf", PRIVATE),
+    row(3, "errata.txt", 1_024, "1.0 KB", "text/plain", BENEFIT_A, **EBOOKS),
+    row(4, "01-futures-and-wakers.mp4", 14_803_889, "14.1 MB", "video/mp4", BENEFIT_B, **VIDEOS),
+    row(5, "chapter-12-draft.pdf", 655_360, "640.0 KB", "application/pdf", PRIVATE),
 ]
 UNNAMED_SHOP_ROWS = [{k: v for k, v in r.items() if k not in ("benefit", "seller")} for r in SHOP_ROWS]
 
 SHOP_TEXT = (
     "Files 1–5 of 5 from Ferris Press (page 1 of 1):\n"
     f"Rust Ebook Bundle — 3 files (benefit_id {BENEFIT_A}):\n"
-    f"- rust-in-practice.pdf · 3.4 MB · application/pdf · id {item_id(1)}\n"
+    f"- rust-in-practice.pdf · 3.2 MB · application/pdf · id {item_id(1)}\n"
     f"- rust-in-practice.epub · 1.2 MB · application/epub+zip · id {item_id(2)}\n"
-    f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}\n"
+    f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}\n"
     f"Async Course Videos — 1 file (benefit_id {BENEFIT_B}):\n"
-    f"- 01-futures-and-wakers.mp4 · 14.8 MB · video/mp4 · id {item_id(4)}\n"
+    f"- 01-futures-and-wakers.mp4 · 14.1 MB · video/mp4 · id {item_id(4)}\n"
     f"Benefit {PRIVATE} — 1 file:\n"
-    f"- chapter-12-draft.pdf · 655.4 kB · application/pdf · id {item_id(5)}"
+    f"- chapter-12-draft.pdf · 640.0 KB · application/pdf · id {item_id(5)}"
 )
 UNNAMED_SHOP_TEXT = (
     "Files 1–5 of 5 (page 1 of 1):\n"
     f"Benefit {BENEFIT_A} — 3 files:\n"
-    f"- rust-in-practice.pdf · 3.4 MB · application/pdf · id {item_id(1)}\n"
+    f"- rust-in-practice.pdf · 3.2 MB · application/pdf · id {item_id(1)}\n"
     f"- rust-in-practice.epub · 1.2 MB · application/epub+zip · id {item_id(2)}\n"
-    f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}\n"
+    f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}\n"
     f"Benefit {BENEFIT_B} — 1 file:\n"
-    f"- 01-futures-and-wakers.mp4 · 14.8 MB · video/mp4 · id {item_id(4)}\n"
+    f"- 01-futures-and-wakers.mp4 · 14.1 MB · video/mp4 · id {item_id(4)}\n"
     f"Benefit {PRIVATE} — 1 file:\n"
-    f"- chapter-12-draft.pdf · 655.4 kB · application/pdf · id {item_id(5)}"
+    f"- chapter-12-draft.pdf · 640.0 KB · application/pdf · id {item_id(5)}"
 )
 
 
@@ -187,9 +187,9 @@ async def test_with_several_sellers_each_group_names_its_own_and_the_header_none
     assert await world.text() == (
         "Files 1–2 of 2 (page 1 of 1):\n"
         f"Rust Ebook Bundle, from Ferris Press — 1 file (benefit_id {BENEFIT_A}):\n"
-        f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}\n"
+        f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}\n"
         f"Crab Stickers, from Crab Collective — 1 file (benefit_id {BENEFIT_B}):\n"
-        f"- 01-futures-and-wakers.mp4 · 14.8 MB · video/mp4 · id {item_id(4)}"
+        f"- 01-futures-and-wakers.mp4 · 14.1 MB · video/mp4 · id {item_id(4)}"
     )
 
 
@@ -214,7 +214,7 @@ async def test_a_download_link_says_which_benefit_and_seller_the_file_is_from() 
         "mime_type": "text/plain",
     }
     assert present.link_text(link).splitlines()[0] == (
-        "Download link for errata.txt (1.0 kB), from Rust Ebook Bundle by Ferris Press:"
+        "Download link for errata.txt (1.0 KB), from Rust Ebook Bundle by Ferris Press:"
     )
     assert world.grant_walks == 1
 
@@ -227,7 +227,7 @@ async def test_a_link_to_a_private_benefits_file_has_no_benefit_or_seller() -> N
     link = present.download_link(item, names.get(item.benefit_id), now=NOW)
 
     assert (link.benefit, link.seller) == (None, None)
-    assert present.link_text(link).splitlines()[0] == "Download link for chapter-12-draft.pdf (655.4 kB):"
+    assert present.link_text(link).splitlines()[0] == "Download link for chapter-12-draft.pdf (640.0 KB):"
 
 
 async def test_a_downloaded_file_says_which_benefit_and_seller_it_is_from() -> None:
@@ -271,9 +271,9 @@ async def test_a_query_matches_benefit_names_and_returns_every_file_under_them()
     assert text == (
         "Files 1–3 of 3 matching 'ebook BUNDLE' from Ferris Press (page 1 of 1):\n"
         f"Rust Ebook Bundle — 3 files (benefit_id {BENEFIT_A}):\n"
-        f"- rust-in-practice.pdf · 3.4 MB · application/pdf · id {item_id(1)}\n"
+        f"- rust-in-practice.pdf · 3.2 MB · application/pdf · id {item_id(1)}\n"
         f"- rust-in-practice.epub · 1.2 MB · application/epub+zip · id {item_id(2)}\n"
-        f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}"
+        f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}"
     )
 
 
@@ -594,12 +594,12 @@ async def test_hostile_benefit_and_seller_names_cannot_forge_lines_in_the_text()
     assert text == (
         f"Files 1–2 of 2 from {CLEAN_SELLER} (page 1 of 1):\n"
         f"{CLEAN_BENEFIT} — 1 file (benefit_id {BENEFIT_A}):\n"
-        f"- errata.txt · 1.0 kB · text/plain · id {item_id(3)}\n"
+        f"- errata.txt · 1.0 KB · text/plain · id {item_id(3)}\n"
         f"Videos — 1 file (benefit_id {BENEFIT_B}):\n"
-        f"- 01-futures-and-wakers.mp4 · 14.8 MB · video/mp4 · id {item_id(4)}"
+        f"- 01-futures-and-wakers.mp4 · 14.1 MB · video/mp4 · id {item_id(4)}"
     )
     assert (
-        link_text.splitlines()[0] == f"Download link for errata.txt (1.0 kB), from {CLEAN_BENEFIT} by {CLEAN_SELLER}:"
+        link_text.splitlines()[0] == f"Download link for errata.txt (1.0 KB), from {CLEAN_BENEFIT} by {CLEAN_SELLER}:"
     )
     assert len(link_text.splitlines()) == 3
     assert not UNSAFE.search(text.replace("\n", "") + link_text.replace("\n", ""))

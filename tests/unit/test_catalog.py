@@ -23,6 +23,7 @@ from polar_payloads import (
 )
 
 from polar_mcp.catalog import (
+    ACCEPTED_TTL,
     LINK_REUSE_MARGIN,
     AmbiguousNameError,
     BenefitName,
@@ -31,6 +32,7 @@ from polar_mcp.catalog import (
     ItemNotFoundError,
     Listing,
 )
+from polar_mcp.polar.errors import AuthenticationError
 from polar_mcp.polar.models import Downloadable
 
 
@@ -229,11 +231,43 @@ async def test_a_remembered_link_is_reused_only_with_more_than_five_minutes_left
     world = World(numbered(3))
     await world.catalog.list(session())
     before = world.calls
-    world.time.advance(3600 - left)
+    world.time.wall += 3600 - left  # the link ages; Polar accepted the token a moment ago
 
     await world.catalog.find(session(), downloadable_id=item_id(1))
 
     assert world.calls - before == calls
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("since", "calls"), [(ACCEPTED_TTL, 0), (ACCEPTED_TTL + 1, 1)], ids=["60-s", "61-s"])
+async def test_a_remembered_link_is_served_only_within_a_minute_of_polar_accepting_the_token(
+    since: float, calls: int
+) -> None:
+    world = World([downloadable(1, benefit_id=BENEFIT_B), downloadable(2)])
+    await world.catalog.list(session())
+    world.time.advance(since)
+    before = world.calls
+
+    await world.catalog.find(session(), downloadable_id=item_id(1))
+    await world.catalog.find(session(), downloadable_id=item_id(1))  # the narrow listing proved it again
+
+    assert world.polar.queries[before:] == [[("benefit_id", BENEFIT_B), ("page", "1"), ("limit", "100")]] * calls
+
+
+@pytest.mark.anyio
+async def test_a_revoked_customer_is_refused_after_a_minute_though_its_links_have_an_hour_left() -> None:
+    world = World(numbered(2))
+    await world.catalog.list(session())
+    # The merchant revoked the session: Polar refuses it, though it would still redirect old links.
+    world.polar.script = lambda _: httpx2.Response(
+        401,
+        json={"error": "invalid_token"},
+        headers={"WWW-Authenticate": 'Bearer realm="polar", error="invalid_token"'},
+    )
+    world.time.advance(ACCEPTED_TTL + 1)
+
+    with pytest.raises(AuthenticationError):
+        await world.catalog.find(session(), downloadable_id=item_id(1))
 
 
 @pytest.mark.anyio

@@ -537,11 +537,11 @@ async def test_a_missing_session_explains_how_to_configure_one_without_calling_p
         await make_client(replies).list_downloadables(MissingSession())
 
     assert str(raised.value) == (
-        "No Polar customer session is configured. Set POLAR_CUSTOMER_SESSION to a customer session "
-        "token (polar_cst_…) or member session token (polar_mst_…) in the server's environment. "
-        "A customer session token (polar_cst_…) is created by the seller with Polar's "
-        "POST /v1/customer-sessions/ (organization token with customer_sessions:write); it lives one "
-        "hour. Or run with --demo to try polar-mcp without an account."
+        "No Polar session is configured. Set one of: POLAR_CUSTOMER_SESSION, a customer (polar_cst_…) or "
+        "member (polar_mst_…) session token, which the seller creates with Polar's POST "
+        "/v1/customer-sessions/ and which lives one hour; or POLAR_ACCESS_TOKEN, an organization token with "
+        "customer_sessions:write, with POLAR_CUSTOMER_ID or POLAR_EXTERNAL_CUSTOMER_ID, so polar-mcp creates "
+        "sessions itself. Or run with --demo to try polar-mcp without an account."
     )
     assert replies.requests == []
 
@@ -787,3 +787,45 @@ async def test_a_probe_reaches_polar_without_any_token() -> None:
 
     assert await make_client(replies).probe("/v1/customer-portal/downloadables/") == 404
     assert replies.tokens == [None]
+
+
+# --- pages that contradict themselves ---------------------------------------------------------
+
+
+def _answering(body: dict[str, object]) -> FakePolar:
+    return FakePolar(script=lambda _: json_response(200, body))
+
+
+CONTRADICTION = (
+    "Polar sent a page that contradicts itself ({count} items for a page of at most {asked}; {total} in all "
+    "over {pages} pages), so it was not used. Try again; if it persists, Polar's API may have changed."
+)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("count", "total", "pages"),
+    [(21, 21, 2), (500, 500, 25), (3, 3, 7), (3, 300, 1), (0, 0, 1)],
+    ids=["one-too-many", "a-flood", "max-page-too-high", "max-page-too-low", "empty-with-a-page"],
+)
+async def test_a_page_that_contradicts_itself_is_refused_not_passed_on(count: int, total: int, pages: int) -> None:
+    body = {"items": catalog(count), "pagination": {"total_count": total, "max_page": pages}}
+
+    with pytest.raises(MalformedResponseError) as raised:
+        await make_client(_answering(body)).list_downloadables(session(), limit=20)
+
+    asked = 20
+    assert raised.value.message == CONTRADICTION.format(count=count, asked=asked, total=total, pages=pages)
+
+
+@pytest.mark.anyio
+async def test_a_scan_refuses_a_later_page_that_holds_more_than_a_hundred_items() -> None:
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        page = int(request.url.params["page"])
+        items = catalog(100 if page == 1 else 150, start=page * 1000)
+        return json_response(200, {"items": items, "pagination": {"total_count": 250, "max_page": 3}})
+
+    with pytest.raises(MalformedResponseError) as raised:
+        await make_client(FakePolar(script=answer)).list_all_downloadables(session())
+
+    assert raised.value.message == CONTRADICTION.format(count=150, asked=100, total=250, pages=3)

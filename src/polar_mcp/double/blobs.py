@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 BLOCK_SIZE = 64 * 1024
+UPLOAD_PART_SIZE = 10_000_000
+"""Polar uploads files to storage in parts of this size, which shapes the object's ETag."""
 
 _WORDS = [
     "ferris",
@@ -47,6 +49,7 @@ class Digests:
     sha256_hex: str
     sha256_base64: str
     etag: str
+    """The storage ETag of a multipart upload, quotes included: `"<md5 of the parts' md5s>-<parts>"`."""
 
 
 @dataclass(frozen=True)
@@ -69,16 +72,26 @@ class Blob:
 
     def blocks(self) -> Iterator[bytes]:
         """The content in blocks of at most BLOCK_SIZE bytes."""
+        return self.range(0, self.size)
+
+    def range(self, start: int, stop: int) -> Iterator[bytes]:
+        """The bytes from `start` to `stop` (exclusive) in blocks of at most BLOCK_SIZE bytes."""
+        stop = min(stop, self.size)
+        for index in range(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE)):
+            offset = index * BLOCK_SIZE
+            block = self._block(index)
+            yield block[max(start - offset, 0) : stop - offset]
+
+    def _block(self, index: int) -> bytes:
         header = self.header
-        for index, start in enumerate(range(0, self.size, BLOCK_SIZE)):
-            end = min(start + BLOCK_SIZE, self.size)
-            if end <= len(header):
-                yield header[start:end]
-                continue
-            block = self._filler(index)[: end - start]
-            if start < len(header):
-                block = header[start:] + block[len(header) - start :]
-            yield block
+        start = index * BLOCK_SIZE
+        end = min(start + BLOCK_SIZE, self.size)
+        if end <= len(header):
+            return header[start:end]
+        block = self._filler(index)[: end - start]
+        if start < len(header):
+            block = header[start:] + block[len(header) - start :]
+        return block
 
     def read(self) -> bytes:
         """The whole content at once (for small files and tests)."""
@@ -109,9 +122,20 @@ class Blob:
 @lru_cache(maxsize=8192)
 def _digests(blob: Blob) -> Digests:
     sha = hashlib.sha256()
-    md5 = hashlib.md5(usedforsecurity=False)
+    parts: list[bytes] = []
+    part = hashlib.md5(usedforsecurity=False)
+    room = UPLOAD_PART_SIZE
     for block in blob.blocks():
         sha.update(block)
-        md5.update(block)
+        while block:
+            part.update(block[:room])
+            taken = min(room, len(block))
+            block, room = block[taken:], room - taken
+            if room == 0:
+                parts.append(part.digest())
+                part, room = hashlib.md5(usedforsecurity=False), UPLOAD_PART_SIZE
+    if room < UPLOAD_PART_SIZE or not parts:
+        parts.append(part.digest())
+    etag = f'"{hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}"'
     digest = sha.digest()
-    return Digests(digest.hex(), base64.b64encode(digest).decode("ascii"), md5.hexdigest())
+    return Digests(digest.hex(), base64.b64encode(digest).decode("ascii"), etag)

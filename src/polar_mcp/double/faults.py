@@ -19,8 +19,28 @@ GATE_FAULTS: tuple[GateFault, ...] = (
     "errors_next",
 )
 
-_COUNTS = (*GATE_FAULTS, "truncate_next", "cut_next", "wrong_bytes_next")
+_COUNTS = (*GATE_FAULTS, "truncate_next", "cut_next", "wrong_bytes_next", "storage_errors_next")
 _SERVER_ERRORS = frozenset(s.value for s in HTTPStatus if 500 <= s.value <= 599)
+
+S3_ERRORS: dict[str, tuple[int, str]] = {
+    "AccessDenied": (403, "Access Denied"),
+    "SignatureDoesNotMatch": (
+        403,
+        "The request signature we calculated does not match the signature you provided. Check your key and "
+        "signing method.",
+    ),
+    "ExpiredToken": (400, "The provided token has expired."),
+    "RequestTimeout": (
+        400,
+        "Your socket connection to the server was not read from or written to within the timeout period.",
+    ),
+    "NoSuchKey": (404, "The specified key does not exist."),
+    "NoSuchBucket": (404, "The specified bucket does not exist"),
+    "InternalError": (500, "We encountered an internal error. Please try again."),
+    "ServiceUnavailable": (503, "Reduce your request rate."),
+    "SlowDown": (503, "Please reduce your request rate."),
+}
+"""S3 error codes storage can be made to answer, with the status and message S3 gives them."""
 
 
 @dataclass
@@ -56,6 +76,10 @@ class Faults:
     """Listings carry extra fields, nulls in every nullable field and an unknown `service`."""
     wrong_bytes_next: int = 0
     """The next N storage downloads serve bytes that differ from the listed checksum."""
+    storage_errors_next: int = 0
+    """The next N storage requests answer the S3 error `storage_error_code` (its status, an XML body)."""
+    storage_error_code: str = "InternalError"
+    """One of S3_ERRORS."""
 
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
@@ -109,6 +133,10 @@ def _check(name: str, value: object) -> object:
     if name == "drift":
         if not isinstance(value, bool):
             raise TypeError(f"{name}: expected a boolean")
+        return value
+    if name == "storage_error_code":
+        if value not in S3_ERRORS:
+            raise ValueError(f"{name}: expected one of {', '.join(S3_ERRORS)}")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name}: expected a number")

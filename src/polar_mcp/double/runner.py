@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Generator
-from contextlib import contextmanager
 from types import TracebackType
 from typing import Literal
 
@@ -13,6 +11,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from polar_mcp.double.app import create_app
+from polar_mcp.double.storage import create_storage_app
 from polar_mcp.double.store import Store
 
 
@@ -71,28 +70,22 @@ class ServingThread:
         self._socket.close()
 
 
-@contextmanager
-def serve_asgi(app: ASGIApp, host: str = "127.0.0.1") -> Generator[str]:
-    """Serve `app` (its lifespan included) on a free loopback port; yield its base URL."""
-    serving = ServingThread(app, host, lifespan="on")
-    try:
-        yield serving.base_url
-    finally:
-        serving.stop()
-
-
 class RunningDouble:
-    """A double serving on a loopback port until `stop()` (or the end of a `with` block)."""
+    """A double serving on two loopback ports (its API, and its storage as S3 is another host) until
+    `stop()` (or the end of a `with` block)."""
 
-    def __init__(self, store: Store, serving: ServingThread) -> None:
+    def __init__(self, store: Store, api: ServingThread, storage: ServingThread) -> None:
         self.store = store
-        self.base_url = serving.base_url
+        self.base_url = api.base_url
         """For example `http://127.0.0.1:54321`, without a trailing slash."""
-        self._serving = serving
+        self.storage_url = storage.base_url
+        """The origin that download links redirect to."""
+        self._servers = (api, storage)
 
     def stop(self) -> None:
-        """Stop serving and wait for the thread to end."""
-        self._serving.stop()
+        """Stop serving and wait for the threads to end."""
+        for serving in self._servers:
+            serving.stop()
 
     def __enter__(self) -> RunningDouble:
         return self
@@ -104,5 +97,12 @@ class RunningDouble:
 
 
 def start_double(store: Store, host: str = "127.0.0.1", port: int = 0, *, timeout: float = 10.0) -> RunningDouble:
-    """Serve `store` on `host:port` (port 0: a free one) and return once the server accepts connections."""
-    return RunningDouble(store, ServingThread(create_app(store), host, port, timeout=timeout))
+    """Serve `store` on `host:port` (port 0: a free one), its storage on another free port of `host`, and
+    return once both accept connections."""
+    storage = ServingThread(create_storage_app(store), host, timeout=timeout)
+    try:
+        api = ServingThread(create_app(store, storage.base_url), host, port, timeout=timeout)
+    except BaseException:
+        storage.stop()
+        raise
+    return RunningDouble(store, api, storage)

@@ -1,13 +1,14 @@
 """The double's data, modelled as Polar's: organizations, customers and members, grants, benefits, files.
 
-Also the state a test inspects or steers: the clock, sessions and organization tokens, the rate limit,
-fault switches, and what was requested and downloaded.
+Also the state a test inspects or steers: the clock, sessions and organization tokens, sign-in codes and
+the e-mails that carried them, the rate limits, fault switches, and what was requested and downloaded.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import math
 import secrets
 import string
@@ -24,13 +25,19 @@ from polar_mcp.double.blobs import Blob
 from polar_mcp.double.faults import Faults
 
 SESSION_TTL = 3600.0
+CODE_TTL = 30 * 60.0
+SIGNIN_BLOCK = 15 * 60
+"""Seconds Polar refuses an identity on its whole API once it went over the sign-in limit."""
 CUSTOMER_SESSIONS_WRITE = "customer_sessions:write"
+CUSTOMERS_READ = "customers:read"
+MEMBERS_READ = "members:read"
 
 Visibility = Literal["public", "private"]
 CustomerType = Literal["individual", "team"]
 MemberRole = Literal["owner", "billing_manager", "member"]
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
+_CODE_ALPHABET = string.ascii_uppercase + string.digits
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -58,20 +65,6 @@ def readable_size(size: int) -> str:
     return f"{value:.1f} PB"
 
 
-class ManualClock:
-    """A clock for tests: epoch seconds that only move when advanced."""
-
-    def __init__(self, start: float = 1_780_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward."""
-        self.now += seconds
-
-
 @dataclass
 class Organization:
     id: str
@@ -90,6 +83,7 @@ class Customer:
     external_id: str | None
     type: CustomerType
     created_at: float
+    email_verified: bool = False
 
 
 @dataclass
@@ -115,7 +109,7 @@ class File:
     created_at: float
     version: str | None = None
     checksums: bool = True
-    """False for files uploaded before Polar recorded checksums: the listing shows nulls."""
+    """False when the uploader sent no checksum (Polar never computes one): the listing shows nulls."""
     is_uploaded: bool = True
     is_enabled: bool = True
     deleted: bool = False
@@ -124,6 +118,16 @@ class File:
     @property
     def size(self) -> int:
         return self.blob.size
+
+    @property
+    def key(self) -> str:
+        """The storage object's key, which Polar also lists as the file's `path`."""
+        return f"{self.organization_id}/{self.id}/{self.name}"
+
+    @property
+    def storage_version(self) -> str:
+        """The storage object's version id."""
+        return stable_uuid(f"object-version:{self.id}").replace("-", "")
 
     @property
     def downloadable(self) -> bool:
@@ -156,6 +160,9 @@ class Grant:
     revoked_at: float | None = None
     order_id: str | None = None
     subscription_id: str | None = None
+    in_benefit_grants: bool = True
+    """False while Polar's benefit-grants listing lags behind this new purchase: its files are listed,
+    its benefit not yet, so they have no name. The one way besides a failing call to get nameless files."""
 
     @property
     def active(self) -> bool:
@@ -176,6 +183,28 @@ class Session:
     def subject(self) -> str:
         """Whose rate-limit bucket the session draws from."""
         return self.member_id or self.customer_id
+
+
+@dataclass
+class SignInCode:
+    """What a code e-mailed for sign-in opens; Polar keeps it under a keyed hash of the code only."""
+
+    customer_id: str
+    member_id: str | None
+    expires_at: float
+    used: bool = False
+
+
+@dataclass(frozen=True)
+class Email:
+    """An e-mail the double would have sent: the only place a sign-in code appears."""
+
+    to: str
+    subject: str
+    text: str
+    code: str
+    organization_id: str
+    sent_at: float
 
 
 @dataclass(frozen=True)
@@ -242,6 +271,9 @@ class Store:
     clock: Callable[[], float] = time.time
     rate_limit_per_minute: int | None = None
     """Requests per minute per customer or member (None: no limit)."""
+    signin_per_minute: int | None = 6
+    """Sign-in requests (code request and authenticate together) a minute per identity (None: no limit)."""
+    signin_per_hour: int | None = 12
     faults: Faults = field(default_factory=Faults)
     clock_offset: float = 0.0
     """Added to `clock`; the admin route moves it so a subprocess double can be aged."""
@@ -254,6 +286,11 @@ class Store:
     grants: dict[str, Grant] = field(default_factory=dict[str, Grant])
     sessions: dict[str, Session] = field(default_factory=dict[str, Session])
     org_tokens: dict[str, OrgToken] = field(default_factory=dict[str, OrgToken])
+    codes: dict[str, SignInCode] = field(default_factory=dict[str, SignInCode], repr=False)
+    """Sign-in codes by keyed hash."""
+    outbox: list[Email] = field(default_factory=list[Email])
+    links: dict[str, tuple[str, str, str]] = field(default_factory=dict[str, tuple[str, str, str]], repr=False)
+    """What each minted downloadable id opens: (customer id, benefit id, file id)."""
 
     requests: list[RequestRecord] = field(default_factory=list[RequestRecord])
     download_counts: Counter[str] = field(default_factory=Counter[str])
@@ -261,6 +298,10 @@ class Store:
     """Signs download links and storage URLs."""
 
     _windows: dict[str, tuple[int, int]] = field(default_factory=dict[str, tuple[int, int]], repr=False)
+    _signin_windows: dict[tuple[str, int], tuple[int, int]] = field(
+        default_factory=dict[tuple[str, int], tuple[int, int]], repr=False
+    )
+    _blocked: dict[str, float] = field(default_factory=dict[str, float], repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def now(self) -> float:
@@ -269,8 +310,8 @@ class Store:
 
     # Building a catalog -------------------------------------------------------------------------
 
-    def add_organization(self, name: str, slug: str, *, uses_members: bool = False) -> Organization:
-        """Add an organization; `uses_members` makes its sessions member sessions (`polar_mst_`)."""
+    def add_organization(self, name: str, slug: str, *, uses_members: bool = True) -> Organization:
+        """Add an organization; with members (Polar's default for new ones) its sessions are `polar_mst_`."""
         org = Organization(stable_uuid(f"org:{slug}"), name, slug, uses_members, self.now())
         self.organizations[org.id] = org
         return org
@@ -355,6 +396,8 @@ class Store:
         visibility: Visibility = "public",
     ) -> Benefit:
         """Add a benefit; benefits of a product keep the order they are added in."""
+        if type == "downloadables" and visibility != "public":
+            raise ValueError("Polar refuses a visibility other than public for a downloadables benefit")
         position = sum(1 for b in self.benefits.values() if b.organization_id == organization.id)
         benefit = Benefit(
             stable_uuid(f"benefit:{organization.id}:{description}"),
@@ -410,6 +453,23 @@ class Store:
         found = [m for m in self.members.values() if m.customer_id == customer_id]
         return sorted(found, key=lambda m: m.role != "owner")
 
+    def customers_with_email(self, organization: Organization, email: str) -> list[tuple[Customer, Member | None]]:
+        """The organization's customers this e-mail (any case) belongs to, with the member it names.
+
+        In an organization with members the e-mail may be a member's, so one address can belong to
+        several customers (a team and the person's own account).
+        """
+        wanted = email.casefold()
+        found: dict[str, tuple[Customer, Member | None]] = {}
+        for customer in self.customers.values():
+            if customer.organization_id != organization.id:
+                continue
+            members = self.members_of(customer.id) if organization.uses_members else []
+            member = next((m for m in members if m.email.casefold() == wanted), None)
+            if member is not None or customer.email.casefold() == wanted:
+                found[customer.id] = (customer, member or next(iter(members), None))
+        return list(found.values())
+
     # Sessions -----------------------------------------------------------------------------------
 
     def issue_session(
@@ -436,6 +496,38 @@ class Store:
         session = Session(str(uuid.uuid4()), token, customer_id, member_id, now, now + ttl, return_url)
         self.sessions[token] = session
         return session
+
+    def send_code(self, organization: Organization, customer: Customer, member: Member | None, to: str) -> None:
+        """Create a sign-in code for this customer (and member) and put the e-mail carrying it in the outbox."""
+        code = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(6))
+        now = self.now()
+        self.codes[self._code_key(code)] = SignInCode(customer.id, member.id if member else None, now + CODE_TTL)
+        subject = f"Access your {organization.name} purchases"
+        text = (
+            f"Here is your code to access your {organization.name} purchases: {code}\n"
+            f"It is valid for 30 minutes. You can also open /{organization.slug}/portal/authenticate?code={code}\n"
+        )
+        self.outbox.append(Email(to, subject, text, code, organization.id, now))
+
+    def redeem_code(self, code: str) -> Session | None:
+        """Exchange a sign-in code for a session, once; None for a code unknown, used or expired."""
+        with self._lock:
+            entry = self.codes.get(self._code_key(code))
+            if entry is None or entry.used or entry.expires_at <= self.now():
+                return None
+            entry.used = True
+        self.customers[entry.customer_id].email_verified = True
+        return self.open_session(entry.customer_id, entry.member_id)
+
+    def last_code(self, to: str) -> str:
+        """The code of the latest e-mail sent to `to` (any case); KeyError if none was."""
+        for email in reversed(self.outbox):
+            if email.to.casefold() == to.casefold():
+                return email.code
+        raise KeyError(to)
+
+    def _code_key(self, code: str) -> str:
+        return hmac.new(self.secret, f"sign-in-code:{code}".encode(), hashlib.sha256).hexdigest()
 
     def live_session(self, token: str) -> Session | None:
         """The session of `token` if it exists and has not expired."""
@@ -471,19 +563,6 @@ class Store:
             )
         return Rows(session.customer_id, rows)
 
-    def link_target(self, customer_id: str, benefit_id: str, file_id: str) -> File | None:
-        """The file a download link points at, or None once it has been withdrawn."""
-        file = self.files.get(file_id)
-        benefit = self.benefits.get(benefit_id)
-        if file is None or benefit is None or benefit.deleted or file_id not in benefit.file_ids:
-            return None
-        if not file.downloadable:
-            return None
-        still_granted = any(
-            g.customer_id == customer_id and g.benefit_id == benefit_id and g.active for g in self.grants.values()
-        )
-        return file if still_granted else None
-
     # Counters -----------------------------------------------------------------------------------
 
     def hit_rate_limit(self, subject: str) -> int | None:
@@ -500,6 +579,31 @@ class Store:
         if count <= limit:
             return None
         return max(1, math.ceil((window + 1) * 60 - now))
+
+    def hit_signin_limit(self, identity: str) -> bool:
+        """Count a sign-in request for `identity`; past a limit, block the identity and answer True."""
+        now = self.now()
+        limits = ((60, self.signin_per_minute), (3600, self.signin_per_hour))
+        over = False
+        with self._lock:
+            for period, limit in limits:
+                if limit is None:
+                    continue
+                window = math.floor(now / period)
+                current, count = self._signin_windows.get((identity, period), (window, 0))
+                count = count + 1 if current == window else 1
+                self._signin_windows[(identity, period)] = (window, count)
+                over = over or count > limit
+            if over:
+                self._blocked[identity] = now + SIGNIN_BLOCK
+        return over
+
+    def blocked_for(self, identities: Iterable[str]) -> int | None:
+        """Seconds until the longest block among `identities` ends, None when none is blocked."""
+        now = self.now()
+        with self._lock:
+            left = max((self._blocked.get(i, now) - now for i in identities), default=0.0)
+        return math.ceil(left) if left > 0 else None
 
     def record(self, record: RequestRecord) -> None:
         """Keep a request in the log."""

@@ -36,6 +36,7 @@ from polar_mcp.polar.models import (
     BenefitGrantsPage,
     Downloadable,
     DownloadablesPage,
+    Pagination,
     SessionIntrospection,
 )
 from polar_mcp.polar.sessions import TokenSource, principal_key
@@ -148,7 +149,9 @@ class PolarClient:
     ) -> DownloadablesPage:
         """One page of the customer's downloadables, optionally narrowed to some benefits."""
         params = [("benefit_id", b) for b in benefit_ids] + [("page", str(page)), ("limit", str(limit))]
-        return await self._get(source, DOWNLOADABLES_PATH, params, DownloadablesPage)
+        result = await self._get(source, DOWNLOADABLES_PATH, params, DownloadablesPage)
+        _check_page(len(result.items), result.pagination, limit)
+        return result
 
     async def list_all_downloadables(
         self, source: TokenSource, *, benefit_ids: Sequence[str] = ()
@@ -170,7 +173,9 @@ class PolarClient:
     ) -> BenefitGrantsPage:
         """One page of the customer's downloadables benefit grants (which carry benefit names)."""
         params = [("type", "downloadables"), ("page", str(page)), ("limit", str(limit))]
-        return await self._get(source, BENEFIT_GRANTS_PATH, params, BenefitGrantsPage)
+        result = await self._get(source, BENEFIT_GRANTS_PATH, params, BenefitGrantsPage)
+        _check_page(len(result.items), result.pagination, limit)
+        return result
 
     async def list_all_benefit_grants(self, source: TokenSource) -> list[BenefitGrant]:
         """Every downloadables benefit grant, pages fetched concurrently."""
@@ -374,6 +379,21 @@ def first_error(failures: ExceptionGroup[Exception]) -> Exception:
     if expected is not None:
         return expected
     return leaves[0] if len(leaves) == 1 else failures
+
+
+def _check_page(count: int, pagination: Pagination, limit: int) -> None:
+    """Refuse a page that contradicts itself, rather than pass on more than was asked for.
+
+    Polar clamps `limit` to 100 and computes `max_page` as ceil(total_count / limit) (0 when empty).
+    """
+    asked = min(limit, MAX_PAGE_SIZE)
+    expected_pages = math.ceil(pagination.total_count / asked)
+    if count > asked or pagination.max_page != expected_pages:
+        raise MalformedResponseError(
+            f"Polar sent a page that contradicts itself ({count} items for a page of at most {asked}; "
+            f"{pagination.total_count} in all over {pagination.max_page} pages), so it was not used. Try again; "
+            "if it persists, Polar's API may have changed."
+        )
 
 
 def _too_large(cap: int) -> MalformedResponseError:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import anyio
 from pydantic import SecretStr
@@ -64,8 +65,18 @@ class CustomerRef:
         return who
 
 
+MintFailure = Literal[
+    "token_rejected", "scope_missing", "customer_unknown", "member_required", "member_unknown", "refused"
+]
+
+
 class MintError(ConfigurationError):
-    """Minting failed for a reason only a configuration change fixes."""
+    """Minting failed for a reason only a configuration change fixes; `reason` says which."""
+
+    def __init__(self, message: str, *, reason: MintFailure, customer: CustomerRef) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.customer = customer
 
 
 class MintedSession:
@@ -138,12 +149,16 @@ class MintedSession:
         except (AuthenticationError, UnauthorizedError):
             raise MintError(
                 "Polar rejected POLAR_ACCESS_TOKEN: the organization token is invalid, expired or revoked. "
-                "Create a new organization access token with the customer_sessions:write scope."
+                "Create a new organization access token with the customer_sessions:write scope.",
+                reason="token_rejected",
+                customer=self._customer,
             ) from None
         except ForbiddenError:
             raise MintError(
                 "POLAR_ACCESS_TOKEN lacks the customer_sessions:write scope. Create an organization access "
-                "token with that single scope."
+                "token with that single scope.",
+                reason="scope_missing",
+                customer=self._customer,
             ) from None
         except RequestValidationError as error:
             raise self._explain_422(error) from None
@@ -154,15 +169,34 @@ class MintedSession:
         return created.token
 
     def _explain_422(self, error: RequestValidationError) -> MintError:
-        text = " ".join(f"{loc} {msg}" for loc, msg in error.problems).lower()
-        if "member" in text:
+        """Which of the customer settings Polar refused, told apart by where and what it says."""
+        customer = self._customer
+        about_member = [msg.lower() for loc, msg in error.problems if "member" in loc.lower()]
+        about_customer = [msg.lower() for loc, msg in error.problems if "customer" in loc.lower()]
+        if any("required" in msg for msg in about_member):
             return MintError(
-                f"{self._customer.describe()} is a team customer: set POLAR_MEMBER_ID or "
-                "POLAR_EXTERNAL_MEMBER_ID to the member the assistant acts for."
+                f"{customer.describe()} is a team customer: set POLAR_MEMBER_ID or POLAR_EXTERNAL_MEMBER_ID to "
+                "the member the assistant acts for.",
+                reason="member_required",
+                customer=customer,
             )
-        if "customer" in text:
+        if about_member:
+            member = "POLAR_MEMBER_ID" if customer.member_id is not None else "POLAR_EXTERNAL_MEMBER_ID"
             return MintError(
-                f"Polar has no customer for {self._customer.describe()}; check the id in the Polar dashboard "
-                "(POLAR_CUSTOMER_ID is Polar's id, POLAR_EXTERNAL_CUSTOMER_ID your own)."
+                f"Polar has no such member for this customer ({customer.describe()}); check {member} "
+                "(POLAR_MEMBER_ID is Polar's member id, POLAR_EXTERNAL_MEMBER_ID your own).",
+                reason="member_unknown",
+                customer=customer,
             )
-        return MintError(f"Polar refused to create a customer session for {self._customer.describe()}: {error.message}")
+        if about_customer:
+            return MintError(
+                f"Polar has no customer for {customer.describe()}; check the id in the Polar dashboard "
+                "(POLAR_CUSTOMER_ID is Polar's id, POLAR_EXTERNAL_CUSTOMER_ID your own).",
+                reason="customer_unknown",
+                customer=customer,
+            )
+        return MintError(
+            f"Polar refused to create a customer session for {customer.describe()}: {error.message}",
+            reason="refused",
+            customer=customer,
+        )

@@ -5,6 +5,8 @@ Only what polar-mcp uses is declared; Polar may add fields at any time without b
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import UTC, datetime
 from typing import Annotated
@@ -37,6 +39,8 @@ def _usable_link(value: str) -> str:
 
 LinkURL = Annotated[str, AfterValidator(_usable_link)]
 
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -62,8 +66,26 @@ class FileDownload(_Lenient):
     checksum_sha256_hex: str | None = None
     checksum_sha256_base64: str | None = None
     last_modified_at: UTCDateTime | None = None
+    storage_version: str | None = None
+    """The storage object's version id: changes whenever the seller uploads new bytes."""
     # Polar has more services than its schema lists (support_case_attachment): accept any string.
     service: str | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        """The SHA-256 in lowercase hex, from Polar's hex or base64 checksum; None if absent or malformed."""
+        hex_value = self.checksum_sha256_hex
+        if hex_value and _HEX64.fullmatch(hex_value):
+            return hex_value.lower()
+        b64_value = self.checksum_sha256_base64
+        if b64_value:
+            try:
+                raw = base64.b64decode(b64_value, validate=True)
+            except (binascii.Error, ValueError):
+                return None
+            if len(raw) == 32:
+                return raw.hex()
+        return None
 
 
 class Downloadable(_Lenient):

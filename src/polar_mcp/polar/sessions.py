@@ -106,6 +106,15 @@ class StaticSession:
         return None
 
 
+NO_SESSION = (
+    "No Polar session is configured. Set one of: POLAR_CUSTOMER_SESSION, a customer (polar_cst_…) or member "
+    "(polar_mst_…) session token, which the seller creates with Polar's POST /v1/customer-sessions/ and which "
+    "lives one hour; or POLAR_ACCESS_TOKEN, an organization token with customer_sessions:write, with "
+    "POLAR_CUSTOMER_ID or POLAR_EXTERNAL_CUSTOMER_ID, so polar-mcp creates sessions itself. Or run with --demo "
+    "to try polar-mcp without an account."
+)
+
+
 class MissingSession:
     """No token configured: every call explains how to provide one."""
 
@@ -113,11 +122,7 @@ class MissingSession:
     renew_hint = HOW_TO_GET_A_SESSION
 
     async def token(self) -> SecretStr:
-        raise ConfigurationError(
-            "No Polar customer session is configured. Set POLAR_CUSTOMER_SESSION to a customer "
-            "session token (polar_cst_…) or member session token (polar_mst_…) in the server's "
-            f"environment. {HOW_TO_GET_A_SESSION} Or run with --demo to try polar-mcp without an account."
-        )
+        raise ConfigurationError(NO_SESSION)
 
     async def renew(self, rejected: SecretStr) -> SecretStr | None:
         return None

@@ -1,4 +1,4 @@
-"""Catalogs to serve: a small demo that looks like a real shop, and big synthetic ones for benchmarks."""
+"""The double's seed data: a small demo that looks like a real shop, and big synthetic catalogs for benchmarks."""
 
 from __future__ import annotations
 
@@ -7,14 +7,25 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from polar_mcp.double.blobs import Blob
-from polar_mcp.double.store import File, Organization, Store
+from polar_mcp.double.store import CUSTOMER_SESSIONS_WRITE, CUSTOMERS_READ, MEMBERS_READ, File, Organization, Store
 
 DEMO_ORG_TOKEN = "polar_oat_demo_ferris_press_sessions"  # noqa: S105 - a demo credential
-"""Organization token of Ferris Press with `customer_sessions:write`."""
+"""Organization token of Ferris Press with `customer_sessions:write`, `customers:read` and `members:read`."""
 DEMO_READONLY_ORG_TOKEN = "polar_oat_demo_ferris_press_readonly"  # noqa: S105
-"""Organization token of Ferris Press without `customer_sessions:write` (creating sessions answers 403)."""
+"""Organization token of Ferris Press with `customers:read` only (creating sessions answers 403)."""
 DEMO_TEAM_ORG_TOKEN = "polar_oat_demo_crab_collective_sessions"  # noqa: S105
-"""Organization token of Crab Collective, which uses members: its sessions are `polar_mst_`."""
+"""Organization token of Crab Collective (a team customer among its customers), every scope of DEMO_ORG_TOKEN."""
+DEMO_NO_MEMBERS_ORG_TOKEN = "polar_oat_demo_quiet_quill_sessions"  # noqa: S105
+"""Organization token of Quiet Quill, an organization without members: its sessions are `polar_cst_`."""
+DEMO_ORGANIZATION_SLUG = "ferris-press"
+"""Ferris Press's slug, as in its portal address."""
+DEMO_TEAM_ORGANIZATION_SLUG = "crab-collective"
+DEMO_NO_MEMBERS_ORGANIZATION_SLUG = "quiet-quill"
+DEMO_CUSTOMER_EMAIL = "ada@example.com"
+"""Ada's e-mail: she can sign in to Ferris Press with a code."""
+DEMO_SHARED_EMAIL = "alice@acme.example"
+"""Alice's e-mail at Crab Collective, where it names two customers (her team and her own account): 409."""
+DEMO_NO_MEMBERS_CUSTOMER_EMAIL = "mary@example.com"
 DEMO_CUSTOMER_EXTERNAL_ID = "ada-1815"
 """Ada Lovelace, Ferris Press's main demo customer."""
 DEMO_OTHER_CUSTOMER_EXTERNAL_ID = "grace-1906"
@@ -22,6 +33,8 @@ DEMO_TEAM_CUSTOMER_EXTERNAL_ID = "acme-robotics"
 DEMO_TEAM_OWNER_EXTERNAL_ID = "acme-alice"
 DEMO_TEAM_MEMBER_EXTERNAL_ID = "acme-bob"
 SYNTHETIC_CUSTOMER_EXTERNAL_ID = "bench-customer"
+
+_ALL_SCOPES = (CUSTOMER_SESSIONS_WRITE, CUSTOMERS_READ, MEMBERS_READ)
 
 _MB = 1024 * 1024
 _PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
@@ -53,18 +66,19 @@ def _at(year: int, month: int, day: int) -> float:
 
 
 def demo_store(clock: Callable[[], float] = time.time) -> Store:
-    """A store with two organizations, their customers, tokens and files, ready for a demo or tests.
+    """A store with three organizations, their customers, tokens and files, ready for a demo or tests.
 
-    Ferris Press sells to individuals: Ada (external id DEMO_CUSTOMER_EXTERNAL_ID) holds four public
-    benefits, a private one (listed among downloadables, never among benefit grants), a Discord benefit
-    with no files and a revoked grant; Grace holds only the wallpapers. Crab Collective uses members:
-    Acme Robotics is a team customer whose owner and member share a style guide and where only the
-    member holds an onboarding seat.
+    Ferris Press sells to individuals (members on, as Polar's default): Ada (external id
+    DEMO_CUSTOMER_EXTERNAL_ID, e-mail DEMO_CUSTOMER_EMAIL) holds five file benefits, a Discord benefit
+    with no files and a revoked grant; Grace holds only the wallpapers. Crab Collective: Acme Robotics
+    is a team customer whose owner and member share a style guide and where only the member holds an
+    onboarding seat; its owner Alice also buys on her own, with the same e-mail. Quiet Quill has no
+    members: its sessions are customer sessions.
     """
     store = Store(clock=clock)
-    press = store.add_organization("Ferris Press", "ferris-press")
-    store.add_org_token(DEMO_ORG_TOKEN, organization_id=press.id)
-    store.add_org_token(DEMO_READONLY_ORG_TOKEN, organization_id=press.id, scopes=("customers:read",))
+    press = store.add_organization("Ferris Press", DEMO_ORGANIZATION_SLUG)
+    store.add_org_token(DEMO_ORG_TOKEN, organization_id=press.id, scopes=_ALL_SCOPES)
+    store.add_org_token(DEMO_READONLY_ORG_TOKEN, organization_id=press.id, scopes=(CUSTOMERS_READ,))
 
     def generated(org: Organization, name: str, mime: str, size: int, header: bytes = b"") -> File:
         blob = Blob(size, seed=f"demo:{name}", header=header, text=mime.startswith("text/"))
@@ -90,17 +104,17 @@ def demo_store(clock: Callable[[], float] = time.time) -> Store:
     wallpapers = store.add_benefit(press, "Wallpaper Pack", [dawn, dusk, flagged])
 
     code = generated(press, "async-course-code.zip", "application/zip", 412_311, _ZIP)
-    # Uploaded before Polar recorded checksums: the listing shows nulls.
+    # Its uploader sent no checksum: the listing shows nulls, as Polar never computes one.
     readme = store.add_file(press, "README.md", "text/markdown", Blob.literal(_README), checksums=False)
     samples = store.add_benefit(press, "Code Samples", [code, readme])
 
     draft = generated(press, "chapter-12-draft.pdf", "application/pdf", 655_360, _PDF)
-    early = store.add_benefit(press, "Early Access: Chapter 12", [draft], visibility="private")
+    early = store.add_benefit(press, "Early Access: Chapter 12", [draft])
     discord = store.add_benefit(press, "Ferris Press Discord", type="discord")
     preview = generated(press, "preview-chapter.pdf", "application/pdf", 98_304, _PDF)
     beta = store.add_benefit(press, "Preview Chapter (2024)", [preview])
 
-    ada = store.add_customer(press, "ada@example.com", "Ada Lovelace", external_id=DEMO_CUSTOMER_EXTERNAL_ID)
+    ada = store.add_customer(press, DEMO_CUSTOMER_EMAIL, "Ada Lovelace", external_id=DEMO_CUSTOMER_EXTERNAL_ID)
     store.grant(ada, beta, _at(2024, 11, 2), revoked_at=_at(2025, 1, 15))
     store.grant(ada, ebooks, _at(2025, 2, 10))
     store.grant(ada, discord, _at(2025, 2, 10))
@@ -111,8 +125,8 @@ def demo_store(clock: Callable[[], float] = time.time) -> Store:
     grace = store.add_customer(press, "grace@example.com", "Grace Hopper", external_id=DEMO_OTHER_CUSTOMER_EXTERNAL_ID)
     store.grant(grace, wallpapers, _at(2025, 5, 5))
 
-    crabs = store.add_organization("Crab Collective", "crab-collective", uses_members=True)
-    store.add_org_token(DEMO_TEAM_ORG_TOKEN, organization_id=crabs.id)
+    crabs = store.add_organization("Crab Collective", DEMO_TEAM_ORGANIZATION_SLUG)
+    store.add_org_token(DEMO_TEAM_ORG_TOKEN, organization_id=crabs.id, scopes=_ALL_SCOPES)
     guide = generated(crabs, "brand-style-guide.pdf", "application/pdf", 2_097_152, _PDF)
     fonts = generated(crabs, "crab-sans-fonts.zip", "application/zip", 786_432, _ZIP)
     style = store.add_benefit(crabs, "Team Style Guide", [guide, fonts])
@@ -121,11 +135,20 @@ def demo_store(clock: Callable[[], float] = time.time) -> Store:
     acme = store.add_customer(
         crabs, "it@acme.example", "Acme Robotics", external_id=DEMO_TEAM_CUSTOMER_EXTERNAL_ID, type="team"
     )
-    store.add_member(acme, "alice@acme.example", "Alice Chen", external_id=DEMO_TEAM_OWNER_EXTERNAL_ID, role="owner")
+    store.add_member(acme, DEMO_SHARED_EMAIL, "Alice Chen", external_id=DEMO_TEAM_OWNER_EXTERNAL_ID, role="owner")
     bob = store.add_member(acme, "bob@acme.example", "Bob Okafor", external_id=DEMO_TEAM_MEMBER_EXTERNAL_ID)
     store.grant(acme, style, _at(2025, 3, 3))
     store.grant(acme, seat, _at(2025, 3, 4), member=bob)
     store.add_customer(crabs, "linus@example.com", "Linus Solo", external_id="linus-solo")
+    alice = store.add_customer(crabs, DEMO_SHARED_EMAIL, "Alice Chen", external_id="alice-chen")
+    stickers = store.add_file(crabs, "crab-stickers.txt", "text/plain", Blob.literal(b"Stickers: ferris, crab\n"))
+    store.grant(alice, store.add_benefit(crabs, "Sticker Pack", [stickers]), _at(2025, 8, 8))
+
+    quill = store.add_organization("Quiet Quill", DEMO_NO_MEMBERS_ORGANIZATION_SLUG, uses_members=False)
+    store.add_org_token(DEMO_NO_MEMBERS_ORG_TOKEN, organization_id=quill.id, scopes=_ALL_SCOPES)
+    chapbook = generated(quill, "night-poems-chapbook.pdf", "application/pdf", 131_072, _PDF)
+    mary = store.add_customer(quill, DEMO_NO_MEMBERS_CUSTOMER_EMAIL, "Mary Shelley", external_id="mary-1797")
+    store.grant(mary, store.add_benefit(quill, "Poetry Chapbook", [chapbook]), _at(2025, 9, 1))
     return store
 
 

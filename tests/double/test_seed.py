@@ -6,16 +6,20 @@ import hashlib
 
 import pytest
 
-from polar_mcp.double.blobs import BLOCK_SIZE, Blob
-from polar_mcp.double.catalog import (
+from polar_mcp.double.blobs import BLOCK_SIZE, UPLOAD_PART_SIZE, Blob
+from polar_mcp.double.seed import (
+    DEMO_CUSTOMER_EMAIL,
+    DEMO_NO_MEMBERS_CUSTOMER_EMAIL,
     DEMO_ORG_TOKEN,
+    DEMO_ORGANIZATION_SLUG,
     DEMO_READONLY_ORG_TOKEN,
+    DEMO_SHARED_EMAIL,
     DEMO_TEAM_ORG_TOKEN,
     SYNTHETIC_CUSTOMER_EXTERNAL_ID,
     demo_store,
     synthetic_store,
 )
-from polar_mcp.double.store import CUSTOMER_SESSIONS_WRITE, Session, readable_size
+from polar_mcp.double.store import CUSTOMER_SESSIONS_WRITE, CUSTOMERS_READ, MEMBERS_READ, Session, readable_size
 
 
 @pytest.mark.parametrize("size", [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 3 * BLOCK_SIZE + 17])
@@ -56,7 +60,19 @@ def test_digests_are_those_of_the_content() -> None:
     digest = hashlib.sha256(blob.read())
 
     assert blob.digests.sha256_hex == digest.hexdigest()
-    assert blob.digests.etag == hashlib.md5(blob.read()).hexdigest()
+    # One upload part: S3's multipart ETag, quoted, is the MD5 of the part's MD5, then "-1".
+    part = hashlib.md5(blob.read()).digest()
+    assert blob.digests.etag == f'"{hashlib.md5(part).hexdigest()}-1"'
+
+
+def test_the_etag_of_a_file_uploaded_in_several_parts_counts_them() -> None:
+    # The demo's largest video: its digests are computed once per test run anyway.
+    blob = next(f.blob for f in demo_store().files.values() if f.name == "01-futures-and-wakers.mp4")
+    data = blob.read()
+    parts = [data[i : i + UPLOAD_PART_SIZE] for i in range(0, len(data), UPLOAD_PART_SIZE)]
+
+    joined = b"".join(hashlib.md5(p).digest() for p in parts)
+    assert blob.digests.etag == f'"{hashlib.md5(joined).hexdigest()}-2"'
 
 
 @pytest.mark.parametrize(
@@ -74,15 +90,38 @@ def test_the_demo_catalog_looks_like_a_shop() -> None:
     assert {"pdf", "epub", "zip", "mp4", "png", "txt"} <= extensions
     assert len(store.files) >= 12
     assert any(8 * 1024 * 1024 <= f.size <= 20 * 1024 * 1024 for f in store.files.values())
-    assert {b.visibility for b in store.benefits.values()} == {"public", "private"}
+    # Polar refuses any visibility but public for downloadables, and lists every public benefit's name.
+    assert {b.visibility for b in store.benefits.values()} == {"public"}
+    assert all(g.in_benefit_grants for g in store.grants.values())
     assert any(not g.active for g in store.grants.values())
     assert all(len(b.description) <= 42 for b in store.benefits.values())
-    assert {o.name for o in store.organizations.values()} == {"Ferris Press", "Crab Collective"}
-    assert any(o.uses_members for o in store.organizations.values())
+    assert {o.name: o.uses_members for o in store.organizations.values()} == {
+        "Ferris Press": True,
+        "Crab Collective": True,
+        "Quiet Quill": False,
+    }
     assert any(c.type == "team" for c in store.customers.values())
-    assert CUSTOMER_SESSIONS_WRITE in store.org_tokens[DEMO_ORG_TOKEN].scopes
+    assert store.org_tokens[DEMO_ORG_TOKEN].scopes == {CUSTOMER_SESSIONS_WRITE, CUSTOMERS_READ, MEMBERS_READ}
     assert CUSTOMER_SESSIONS_WRITE in store.org_tokens[DEMO_TEAM_ORG_TOKEN].scopes
     assert CUSTOMER_SESSIONS_WRITE not in store.org_tokens[DEMO_READONLY_ORG_TOKEN].scopes
+
+
+def test_the_demo_has_a_small_file_without_checksums() -> None:
+    store = demo_store()
+
+    unchecked = [f for f in store.files.values() if not f.checksums and f.downloadable]
+
+    assert [(f.name, f.size < 1024) for f in unchecked] == [("README.md", True)]
+
+
+def test_the_demo_has_a_customer_who_signs_in_and_an_email_shared_by_two_customers() -> None:
+    store = demo_store()
+    press, crabs, quill = store.organizations.values()
+
+    assert press.slug == DEMO_ORGANIZATION_SLUG
+    assert [c.name for c, _ in store.customers_with_email(press, DEMO_CUSTOMER_EMAIL.upper())] == ["Ada Lovelace"]
+    assert [c.name for c, _ in store.customers_with_email(crabs, DEMO_SHARED_EMAIL)] == ["Acme Robotics", "Alice Chen"]
+    assert [c.name for c, _ in store.customers_with_email(quill, DEMO_NO_MEMBERS_CUSTOMER_EMAIL)] == ["Mary Shelley"]
 
 
 def test_rebuilt_catalogs_keep_their_ids() -> None:
