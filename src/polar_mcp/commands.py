@@ -43,7 +43,13 @@ from polar_mcp.polar.signin import (
     SignInChangedError,
     SignInRateLimitedError,
 )
-from polar_mcp.signin_store import CodeRequestLimitedError, SignedIn, SignInRequiredError, StoreError
+from polar_mcp.signin_store import (
+    CodeAttemptsLimitedError,
+    CodeRequestLimitedError,
+    SignedIn,
+    SignInRequiredError,
+    StoreError,
+)
 from polar_mcp.untrusted import clean_text
 
 PORTAL = "https://polar.sh/<slug>/portal"
@@ -131,7 +137,7 @@ def _sign_in_wording(failure: Failure) -> str | None:
         return f"{head}\n{rows}"
     if isinstance(failure, SignInChangedError):
         return f"{failure.message} Until then, a session token in POLAR_CUSTOMER_SESSION still works."
-    if isinstance(failure, CodeRequestLimitedError | StoreError):
+    if isinstance(failure, CodeRequestLimitedError | CodeAttemptsLimitedError | StoreError):
         return failure.message
     return None
 
@@ -171,7 +177,8 @@ def exit_code(failure: Failure) -> ExitCode:
         | PolarConnectionError
         | NoUsableLinkError
         | SignInRateLimitedError
-        | CodeRequestLimitedError,
+        | CodeRequestLimitedError
+        | CodeAttemptsLimitedError,
     ):
         return ExitCode.UNAVAILABLE
     return ExitCode.FAILED

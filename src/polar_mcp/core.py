@@ -308,6 +308,8 @@ class Core:
                 raise NoPendingCodeError()
             who = active.seller
         client = self.catalog.client
+        stored.store.check_attempts(api)
+        stored.store.code_tried(api)
         token = await signin.authenticate(client, typed)
         user = await signin.signed_in_user(client, token)
         now = stored.store.now()

@@ -41,7 +41,7 @@ from polar_mcp.polar.signin import (
     SignInChangedError,
     SignInRateLimitedError,
 )
-from polar_mcp.signin_store import CodeRequestLimitedError, SignInRequiredError
+from polar_mcp.signin_store import CodeAttemptsLimitedError, CodeRequestLimitedError, SignInRequiredError
 from polar_mcp.untrusted import clean_text
 
 INSTRUCTIONS = (
@@ -311,6 +311,8 @@ def _sign_in_wording(failure: Failure) -> str | None:
             f"{failure.message} Meanwhile, ask the user for the code in the e-mail already sent to {failure.email} "
             "and call sign_in with code."
         )
+    if isinstance(failure, CodeAttemptsLimitedError):
+        return f"{failure.message} Ask the user to check the code in the latest e-mail from Polar meanwhile."
     if isinstance(failure, CustomerChoiceRequiredError):
         choices = "; ".join(f"{c.name} (customer_id {c.id})" for c in failure.customers)
         return (

@@ -33,9 +33,12 @@ logger = logging.getLogger(__name__)
 FILE_NAME = "signin.json"
 CODE_LIFETIME = 30 * 60.0
 """Polar's codes live 30 minutes: a code asked for earlier cannot complete a sign-in."""
-REQUESTS_PER_MINUTE = 1
 REQUESTS_PER_HOUR = 5
-"""The local limit on code requests per seller and e-mail, well inside Polar's 6/min and 12/h."""
+"""The local limit on code requests per seller and e-mail (and one a minute), inside Polar's 6/min, 12/h."""
+ATTEMPTS_PER_MINUTE = 3
+ATTEMPTS_PER_HOUR = 6
+"""The local limit on codes sent to Polar per API: with the requests, still inside Polar's budget, which
+counts code requests and code exchanges together."""
 
 
 def default_config_dir(environ: Mapping[str, str]) -> Path:
@@ -136,6 +139,19 @@ class CodeRequestLimitedError(Failure):
         super().__init__(
             f"{head}: polar-mcp allows {allowed} per seller and e-mail, so that Polar never blocks this address. "
             f"Wait {_seconds(wait)}."
+        )
+
+
+class CodeAttemptsLimitedError(Failure):
+    """polar-mcp's own limit on codes tried (3 a minute, 6 an hour), so that guessing never blocks the address."""
+
+    def __init__(self, wait: float, *, per: Literal["minute", "hour"]) -> None:
+        self.wait = wait
+        self.per = per
+        allowed = ATTEMPTS_PER_MINUTE if per == "minute" else ATTEMPTS_PER_HOUR
+        super().__init__(
+            f"{allowed} codes were tried in the last {per}: polar-mcp allows {ATTEMPTS_PER_MINUTE} code attempts a "
+            f"minute and {ATTEMPTS_PER_HOUR} an hour, so that Polar never blocks this address. Wait {_seconds(wait)}."
         )
 
 
@@ -251,6 +267,31 @@ class SignInStore:
         if len(times) >= REQUESTS_PER_HOUR:
             wait = 3600 - (now - times[-REQUESTS_PER_HOUR])
             raise CodeRequestLimitedError(seller.name, email, wait, per="hour", code_pending=pending)
+
+    def check_attempts(self, api: str) -> None:
+        """Refuse to send a code to Polar past 3 a minute or 6 an hour for this API."""
+        now = self._clock()
+        times = sorted(
+            float(e["at"])
+            for e in _entries(self._read(), "attempts")
+            if isinstance(e.get("at"), int | float) and e.get("api") == api and now - float(e["at"]) < 3600
+        )
+        recent = [t for t in times if now - t < 60]
+        if len(recent) >= ATTEMPTS_PER_MINUTE:
+            raise CodeAttemptsLimitedError(60 - (now - recent[-ATTEMPTS_PER_MINUTE]), per="minute")
+        if len(times) >= ATTEMPTS_PER_HOUR:
+            raise CodeAttemptsLimitedError(3600 - (now - times[-ATTEMPTS_PER_HOUR]), per="hour")
+
+    def code_tried(self, api: str) -> None:
+        """Count a code sent to Polar, accepted or not."""
+        state = self._read()
+        now = self._clock()
+        state["attempts"] = [
+            e
+            for e in _entries(state, "attempts")
+            if isinstance(e.get("at"), int | float) and now - float(e["at"]) < 3600
+        ] + [{"api": api, "at": now}]
+        self._write(state)
 
     def code_requested(self, pending: PendingCode) -> None:
         """Remember a code Polar accepted to send: for the limiter and for completing it later."""

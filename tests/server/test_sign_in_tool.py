@@ -508,3 +508,22 @@ async def test_neither_the_code_nor_the_token_nor_the_whole_e_mail_appears_anywh
     assert ADA not in "\n".join(shown)
     assert ADA not in "\n".join(record.getMessage() for record in caplog.records if record.name.startswith("polar"))
     assert ORG_ID not in "\n".join(shown)
+
+
+async def test_polar_mcp_sends_at_most_three_codes_a_minute_so_guessing_never_blocks_the_address(
+    client: Client, polar: SignInPolar, clock: Clock
+) -> None:
+    await client.call_tool("sign_in", {"seller": "ferris-press", "email": ADA})
+    wrong = "ZZZZZZ" if polar.last_code() != "ZZZZZZ" else "YYYYYY"
+    for _ in range(3):
+        assert "Polar did not accept the code" in _text(await client.call_tool("sign_in", {"code": wrong}))
+    clock.advance(seconds=15)
+    refused = await client.call_tool("sign_in", {"code": polar.last_code()})
+    assert _text(refused) == (
+        "Error executing tool sign_in: 3 codes were tried in the last minute: polar-mcp allows 3 code attempts a "
+        "minute and 6 an hour, so that Polar never blocks this address. Wait 45 s. Ask the user to check the code "
+        "in the latest e-mail from Polar meanwhile."
+    )
+    assert len([r for r in polar.sign_in_calls() if r.url.path.endswith("/authenticate")]) == 3
+    clock.advance(seconds=45)
+    assert not (await client.call_tool("sign_in", {"code": polar.last_code()})).is_error
