@@ -298,7 +298,7 @@ def _signed_in_line(signed_in: SignedIn, core: Core) -> str:
     seller = f"{state.seller} ({state.seller_slug})" if state.seller_slug else state.seller
     if not state.expires_in_seconds:
         return f"{who} at {seller}, expired {state.expires_at}: run polar-mcp login"
-    return f"{who} at {seller} until {state.expires_at} (in {state.expires_in_seconds // 60} min)"
+    return f"{who} at {seller} until {state.expires_at} (in {round(state.expires_in_seconds / 60)} min)"
 
 
 async def _login(core: Core, args: argparse.Namespace) -> int:
@@ -334,7 +334,7 @@ async def _login(core: Core, args: argparse.Namespace) -> int:
     who = f"{state.name} ({state.email})" if state.name else state.email
     print(
         f"Signed in at {state.seller} as {who} until {state.expires_at} "
-        f"(in {(state.expires_in_seconds or 0) // 60} min).{present.owner_only_note(signed_in)}"
+        f"(in {round((state.expires_in_seconds or 0) / 60)} min).{present.owner_only_note(signed_in)}"
     )
     return ExitCode.OK
 

@@ -199,24 +199,26 @@ def _register_sign_in_tool(server: MCPServer[Core]) -> None:
             if code.strip():
                 signed_in = await me.core.complete_sign_in(code, seller=seller, email=email)
                 state = present.signed_in_state(signed_in, now=me.core.now())
-                text = (
-                    f"Signed in at {state.seller} as {_who(state)} until {state.expires_at} "
-                    f"(in {(state.expires_in_seconds or 0) // 60} min). list_downloadables now shows their files; "
-                    f"when the session ends, call sign_in again to e-mail a new code."
-                    + present.owner_only_note(signed_in)
-                )
-                return _result(text, state)
+                return _result(_signed_in_text(state) + present.owner_only_note(signed_in), state)
             state = present.code_sent(await me.core.request_code(seller, email, customer_id))
-        text = (
-            f"If {state.email} bought from {state.seller}, a code is on its way (Polar does not say whether it "
-            f"did). Ask the user for the 6-character code Polar sent to {state.email}, then call sign_in with "
-            "code. The code is valid 30 minutes."
-        )
-        return _result(text, state)
+        return _result(_code_sent_text(state), state)
 
 
-def _who(state: present.SignInState) -> str:
-    return f"{state.name} ({state.email})" if state.name else state.email
+def _code_sent_text(state: present.SignInState) -> str:
+    return (
+        f"If {state.email} bought from {state.seller}, a code is on its way (Polar does not say whether it did). "
+        f"Ask the user for the 6-character code Polar sent to {state.email}, then call sign_in with code. The code "
+        "is valid 30 minutes."
+    )
+
+
+def _signed_in_text(state: present.SignInState) -> str:
+    who = f"{state.name} ({state.email})" if state.name else state.email
+    minutes = round((state.expires_in_seconds or 0) / 60)
+    return (
+        f"Signed in at {state.seller} as {who} until {state.expires_at} (in {minutes} min). list_downloadables now "
+        "shows their files; when the session ends, call sign_in again to e-mail a new code."
+    )
 
 
 @contextmanager
