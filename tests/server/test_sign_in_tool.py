@@ -527,3 +527,26 @@ async def test_polar_mcp_sends_at_most_three_codes_a_minute_so_guessing_never_bl
     assert len([r for r in polar.sign_in_calls() if r.url.path.endswith("/authenticate")]) == 3
     clock.advance(seconds=45)
     assert not (await client.call_tool("sign_in", {"code": polar.last_code()})).is_error
+
+
+async def test_a_server_without_the_stored_sign_in_as_over_http_never_uses_it(
+    polar: SignInPolar, clock: Clock, config: Path
+) -> None:
+    async with Client(_server(polar, clock, config)) as stdio:
+        await _sign_in(stdio, polar)
+    calls = len(polar.list_calls())
+    async with Client(_server(polar, clock, config, stored_sign_in=False)) as over_http:
+        refused = await over_http.call_tool("list_downloadables", {})
+    assert refused.is_error
+    assert _text(refused).startswith("Error executing tool list_downloadables: No Polar session is configured.")
+    assert len(polar.list_calls()) == calls
+
+
+async def test_a_seller_given_by_organization_id_is_asked_for_without_a_lookup(
+    client: Client, polar: SignInPolar
+) -> None:
+    sent = await client.call_tool("sign_in", {"seller": ORG_ID.upper(), "email": ADA})
+    assert _text(sent).startswith(f"If a•••@example.com bought from organization {ORG_ID}, a code is on its way")
+    assert [r.url.path for r in polar.requests] == ["/v1/customer-portal/customer-session/request"]
+    done = await client.call_tool("sign_in", {"code": polar.last_code()})
+    assert not done.is_error, _text(done)
