@@ -128,6 +128,7 @@ def safe_file_name(untrusted: str) -> str:
     # Cleaning never lengthens text, so this limit never truncates with an ellipsis.
     text = clean_text(text, max(len(text), 1))
     parts = [part for part in re.split(r"[/\\]", text) if part.strip(" .")]
+    # Never a leading dot: hidden names in the folder are polar-mcp's own (temp files, the record).
     name = _fit(_WINDOWS_ILLEGAL.sub("_", parts[-1] if parts else "").strip(". "))
     if not name:
         return "download"
@@ -288,12 +289,15 @@ def _identical_file(
             continue
         if not stat.S_ISREG(info.st_mode) or info.st_size != request.size_bytes:
             continue
-        judged = _judge(path, info, record.at(relative), request)
+        entry = record.at(relative)
+        judged = _judge(path, info, entry, request)
         if judged is None:
             continue
         digest, by = judged
         # Adopts a file that was there before the record, and spares the next look a re-hash.
-        record.put(_entry(relative, request, info, digest))
+        fresh = _entry(relative, request, info, digest)
+        if fresh != entry:
+            record.put(fresh)
         logger.info("%s is already downloaded", relative)
         return SavedFile(
             path=path,

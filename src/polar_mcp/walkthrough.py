@@ -77,7 +77,11 @@ async def session(download_dir: str, config_dir: str) -> int:
         _say("5. 'Download my Rust ebook as a PDF' (download_file, verified, with progress)")
         saved = await _call(client, "download_file", {"name": "rust-in-practice.pdf"}, watch=True)
         failures += saved.is_error
-        _say("6. A mistake, answered with what to do next")
+        _say("6. 'Save the course README' twice: Polar has no checksum for it, polar-mcp's record knows it")
+        first = await _call(client, "download_file", {"name": "README.md"})
+        again = await _call(client, "download_file", {"name": "README.md"})
+        failures += first.is_error or not _text(again).startswith("Already present")
+        _say("7. A mistake, answered with what to do next")
         await _call(client, "get_download_link", {"name": "rust"})
     failures += await sign_in_session(config_dir)
     _say("Done" if not failures else f"Done, with {failures} unexpected error(s)")

@@ -11,7 +11,7 @@ import pytest
 from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
-from tests.cli.conftest import Cli, Run
+from tests.helpers.cli import Cli, Run
 
 CANARY = "polar_cst_CaNaRy7Zq9XwV3mK8pL2nR5tY1uB4cD6eF0gH"
 ORG_CANARY = "polar_oat_CaNaRyOrg7Zq9XwV3mK8pL2nR5tY1uB4cD6eF0gH"

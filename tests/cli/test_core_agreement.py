@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx2
 import pytest
@@ -16,9 +17,9 @@ from starlette.routing import Route
 from polar_mcp.cli import build_parser
 from polar_mcp.config import Settings
 from polar_mcp.server import build_server
-from tests.cli.conftest import Cli, table
-from tests.fake_polar import CUSTOMER_TOKEN, FakePolar, item
-from tests.loopback import serve_asgi
+from tests.helpers.cli import Cli, table
+from tests.helpers.loopback import serve_asgi
+from tests.helpers.polar import CUSTOMER_TOKEN, FAR_FUTURE, FakePolar, downloadable
 
 EBOOK_FILES = ("rust-in-practice.pdf", "rust-in-practice.epub", "errata.txt")
 
@@ -45,19 +46,25 @@ def _over_loopback(polar: FakePolar) -> Starlette:
         sent = httpx2.Request(
             request.method, str(request.url), headers=request.headers.raw, content=await request.body()
         )
-        answered = polar.handle(sent)
+        answered = await polar(sent)
         return Response(answered.content, answered.status_code, headers=dict(answered.headers))
 
     return Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "POST"])])
 
 
+def broken_link_items() -> list[dict[str, Any]]:
+    """Two files that came with no link and with a non-HTTP one."""
+    empty = downloadable(1, "empty-link.pdf", expires_at=FAR_FUTURE)
+    ftp = downloadable(2, "ftp-link.pdf", expires_at=FAR_FUTURE)
+    empty["file"]["download"]["url"] = ""
+    ftp["file"]["download"]["url"] = "ftp://files.example/x.pdf"
+    return [empty, ftp]
+
+
 @pytest.fixture
 def broken_links(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePolar]:
     """A catalog whose two files came with no link and with a non-HTTP one."""
-    empty, ftp = item(1, "empty-link.pdf"), item(2, "ftp-link.pdf")
-    empty["file"]["download"]["url"] = ""  # type: ignore[index]
-    ftp["file"]["download"]["url"] = "ftp://files.example/x.pdf"  # type: ignore[index]
-    polar = FakePolar(items=[empty, ftp])
+    polar = FakePolar(valid_tokens={CUSTOMER_TOKEN}, items=broken_link_items())
     with serve_asgi(_over_loopback(polar)) as base:
         monkeypatch.setenv("POLAR_API_URL", base)
         monkeypatch.setenv("POLAR_CUSTOMER_SESSION", CUSTOMER_TOKEN)
@@ -77,10 +84,7 @@ def test_link_refuses_a_file_polar_sent_no_usable_link_for_as_the_tool_does(cli:
 @pytest.mark.anyio
 @pytest.mark.parametrize("name", ["empty-link.pdf", "ftp-link.pdf"])
 async def test_the_tool_refuses_the_same_files_in_the_same_words(name: str) -> None:
-    empty, ftp = item(1, "empty-link.pdf"), item(2, "ftp-link.pdf")
-    empty["file"]["download"]["url"] = ""  # type: ignore[index]
-    ftp["file"]["download"]["url"] = "ftp://files.example/x.pdf"  # type: ignore[index]
-    polar = FakePolar(items=[empty, ftp])
+    polar = FakePolar(valid_tokens={CUSTOMER_TOKEN}, items=broken_link_items())
     settings = Settings(customer_session=CUSTOMER_TOKEN)  # pyright: ignore[reportArgumentType]
     async with Client(build_server(settings, http_transport=polar.transport())) as client:
         result = await client.call_tool("get_download_link", {"name": name})
@@ -102,7 +106,7 @@ async def test_the_query_help_of_the_cli_is_the_tool_argument_description() -> N
 def wide_names(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePolar]:
     """A catalog whose names mix wide (CJK) characters, combining marks and plain ASCII."""
     names = ["日本語の本.pdf", "cafe\u0301-menu.pdf", "plain.pdf", "長" * 40 + ".pdf"]
-    polar = FakePolar(items=[item(n, name) for n, name in enumerate(names, start=1)])
+    polar = FakePolar(items=[downloadable(n, name, expires_at=FAR_FUTURE) for n, name in enumerate(names, start=1)])
     with serve_asgi(_over_loopback(polar)) as base:
         monkeypatch.setenv("POLAR_API_URL", base)
         monkeypatch.setenv("POLAR_CUSTOMER_SESSION", CUSTOMER_TOKEN)

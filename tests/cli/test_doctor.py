@@ -10,7 +10,8 @@ from polar_mcp import __version__
 from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, DEMO_ORG_TOKEN
 from polar_mcp.double.store import Store
-from tests.cli.conftest import Cli, ada_token
+from tests.helpers.cli import Cli
+from tests.helpers.demo import ada_token
 
 VALID = re.compile(r"Session:   valid, expires \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in 59 min\)")
 ANY_TOKEN = re.compile(r"polar_(cst|mst|oat)_[A-Za-z0-9]")

@@ -10,7 +10,7 @@ import pytest
 
 from polar_mcp.double.store import Store
 from polar_mcp.download_record import RECORD_NAME
-from tests.cli.conftest import ERRATA_ID, Cli
+from tests.helpers.cli import ERRATA_ID, Cli
 
 pytestmark = pytest.mark.usefixtures("token")
 

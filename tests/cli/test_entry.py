@@ -6,7 +6,7 @@ import pytest
 
 from polar_mcp import __version__
 from polar_mcp.double.runner import RunningDouble
-from tests.cli.conftest import DEMO_TABLE, Cli, table
+from tests.helpers.cli import DEMO_TABLE, Cli, table
 
 
 @pytest.mark.parametrize("argv", [["list", "--demo"], ["--demo", "list"]], ids=["after", "before"])

@@ -11,7 +11,8 @@ import pytest
 
 from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.store import Store
-from tests.cli.conftest import ERRATA_ID, Cli, ada_token
+from tests.helpers.cli import ERRATA_ID, Cli
+from tests.helpers.demo import ada_token
 
 REJECTED = (
     "polar-mcp: Polar rejected the session token: it is expired, revoked or invalid (customer session tokens "

@@ -10,7 +10,7 @@ import httpx2
 import pytest
 
 from polar_mcp.double.runner import RunningDouble
-from tests.cli.conftest import EPUB_ID, ERRATA_ID, PDF_ID, Cli
+from tests.helpers.cli import EPUB_ID, ERRATA_ID, PDF_ID, Cli
 
 pytestmark = pytest.mark.usefixtures("token")
 

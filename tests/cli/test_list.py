@@ -15,7 +15,7 @@ from polar_mcp.config import load_settings
 from polar_mcp.double.blobs import Blob
 from polar_mcp.double.store import Store
 from polar_mcp.server import build_server
-from tests.cli.conftest import DEMO_TABLE, EPUB_ID, ERRATA_ID, PDF_ID, Cli, table
+from tests.helpers.cli import DEMO_TABLE, EPUB_ID, ERRATA_ID, PDF_ID, Cli, table
 
 pytestmark = pytest.mark.usefixtures("token")
 

@@ -18,10 +18,10 @@ import pytest
 
 from polar_mcp.config import load_settings
 from polar_mcp.signin_store import SignInStore
-from tests.cli.conftest import Cli
-from tests.fake_polar import CUSTOMER_TOKEN, item
-from tests.loopback import serve_asgi
-from tests.signin_fake import ADA, TEAM_CUSTOMERS, TEAM_EMAIL, SignInPolar, asgi
+from tests.helpers.cli import Cli
+from tests.helpers.loopback import serve_asgi
+from tests.helpers.polar import CUSTOMER_TOKEN
+from tests.helpers.signin import ADA, TEAM_CUSTOMERS, TEAM_EMAIL, SignInPolar, asgi, item
 
 UNTIL = re.compile(r"until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in (59|60) min\)")
 CODE_SENT = "polar-mcp: If a•••@example.com bought from Ferris Press, a code is on its way (valid 30 minutes).\n"

@@ -24,7 +24,7 @@ from polar_mcp.double.seed import (
     DEMO_ORGANIZATION_SLUG,
     demo_store,
 )
-from tests.cli.conftest import Cli
+from tests.helpers.cli import Cli
 
 CODE_SENT = "polar-mcp: If a•••@example.com bought from Ferris Press, a code is on its way (valid 30 minutes).\n"
 

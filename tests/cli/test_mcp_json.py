@@ -14,7 +14,7 @@ from mcp import Client, StdioServerParameters
 
 from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.store import Store
-from tests.cli.conftest import ada_token
+from tests.helpers.demo import ada_token
 
 MCP_JSON = Path(__file__).resolve().parents[2] / "mcp.json"
 

@@ -9,8 +9,8 @@ import pytest
 
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.store import Store
-from tests.clock import ManualClock
 from tests.double.helpers import asgi_client
+from tests.helpers.clock import ManualClock
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from referencing.jsonschema import DRAFT202012
 
 from polar_mcp.double.seed import synthetic_store
 from polar_mcp.double.store import Store
-from tests.clock import ManualClock
 from tests.double.helpers import LIST, asgi_client, bearer, benefit_id
+from tests.helpers.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,8 @@ from polar_mcp.double.seed import (
     synthetic_store,
 )
 from polar_mcp.double.store import Store
-from tests.clock import ManualClock
 from tests.double.helpers import ADA_FILES, LIST, asgi_client, bearer, benefit_id
+from tests.helpers.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ from polar_mcp.double import layer
 from polar_mcp.double.faults import Faults
 from polar_mcp.double.layer import ConnectionDroppedError
 from polar_mcp.double.store import Store
-from tests.clock import ManualClock
 from tests.double.helpers import ADMIN, LIST, bearer
+from tests.helpers.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

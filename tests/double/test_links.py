@@ -13,8 +13,8 @@ import pytest
 
 from polar_mcp.double.signing import sign_link
 from polar_mcp.double.store import Store
-from tests.clock import ManualClock
 from tests.double.helpers import LIST, STORAGE_URL, bearer, benefit_id
+from tests.helpers.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,8 @@ from polar_mcp.double.seed import (
     DEMO_TEAM_ORG_TOKEN,
 )
 from polar_mcp.double.store import Store
-from tests.clock import ManualClock
 from tests.double.helpers import INTROSPECT, LIST, SESSIONS, USER, bearer
+from tests.helpers.clock import ManualClock
 
 INSUFFICIENT_SCOPE = {
     "error": "insufficient_scope",

@@ -17,8 +17,8 @@ from polar_mcp.double.seed import (
     DEMO_TEAM_ORGANIZATION_SLUG,
 )
 from polar_mcp.double.store import Store
-from tests.clock import ManualClock
 from tests.double.helpers import ADMIN, AUTHENTICATE, INTROSPECT, LIST, ME, PORTAL, REQUEST_CODE, USER, bearer
+from tests.helpers.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

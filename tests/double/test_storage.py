@@ -9,8 +9,8 @@ import pytest
 
 from polar_mcp.double.faults import S3_ERRORS
 from polar_mcp.double.store import Store
-from tests.clock import ManualClock
 from tests.double.helpers import LIST, bearer
+from tests.helpers.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

@@ -22,8 +22,8 @@ LISTING_PATH = "/v1/customer-portal/downloadables/"
 
 ADA_PURCHASES: list[tuple[str, str | None, list[str]]] = [
     # (the benefit as the demo catalog describes it, the name a customer sees, its listed files),
-    # newest grant first, as Polar lists them. The private benefit is listed, but never named.
-    ("Early Access: Chapter 12", None, ["chapter-12-draft.pdf"]),
+    # newest grant first, as Polar lists them. Downloadables benefits are always public, so all are named.
+    ("Early Access: Chapter 12", "Early Access: Chapter 12", ["chapter-12-draft.pdf"]),
     ("Wallpaper Pack", "Wallpaper Pack", ["ferris-dawn-3840x2160.png", "ferris-dusk-2560x1440.png"]),
     (
         "Async Course Videos",
@@ -80,7 +80,7 @@ async def test_one_listing_answers_what_was_bought_from_the_seller_grouped_under
     text = _text(everything)
     assert [line for line in text.splitlines() if not line.startswith("- ")] == [
         "Files 1–11 of 11 from Ferris Press (page 1 of 1):",
-        f"Benefit {_benefit_id(store, 'Early Access: Chapter 12')} — 1 file:",
+        f"Early Access: Chapter 12 — 1 file (benefit_id {_benefit_id(store, 'Early Access: Chapter 12')}):",
         f"Wallpaper Pack — 2 files (benefit_id {_benefit_id(store, 'Wallpaper Pack')}):",
         f"Async Course Videos — 3 files (benefit_id {_benefit_id(store, 'Async Course Videos')}):",
         f"Code Samples — 2 files (benefit_id {_benefit_id(store, 'Code Samples')}):",

@@ -2,7 +2,7 @@
 
 Expected pages are computed from the double's own data (`Store.downloadables`, Polar's order: newest
 grant first), never from another call of the code under test. The harness (recording transport, fake
-time, connected host) is shared with test_faults.py.
+time, connected host) is tests/helpers/host.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from tests.integration.test_faults import LISTING, Mode, Sent, connect, ok, text_of
 
 from polar_mcp.config import load_settings
 from polar_mcp.double.runner import RunningDouble, start_double
@@ -26,6 +25,7 @@ from polar_mcp.double.seed import (
 from polar_mcp.double.store import Listed, Store
 from polar_mcp.polar.client import ClientLimits, PolarClient
 from polar_mcp.server import build_server
+from tests.helpers.host import LISTING, Mode, Sent, connect, ok, text_of
 
 pytestmark = pytest.mark.anyio
 

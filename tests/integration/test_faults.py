@@ -1,39 +1,27 @@
 """Faults of Polar, seen by a host: the MCP server against the double over loopback, misbehaving on cue.
 
-Each test drives the server through an in-memory MCP client, as a host would. Retries are instant: the
-Polar client gets a fake clock whose time moves only when it sleeps, so the waits it chose are recorded
-and checked against its deadline. Requests are counted as the client sent them, by a recording
-transport around the real one (the double logs a request only after answering it, so its own log can
-lag behind the tool result). After every failure the next call must work: the server stays up.
+Each test drives the server through an in-memory MCP client, as a host would (tests/helpers/host.py:
+instant retries on a fake clock, requests counted as the client sent them). After every failure the
+next call must work: the server stays up.
 """
 
 from __future__ import annotations
 
 import math
-import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, Literal
 
-import httpx2
 import pytest
-from mcp import Client
-from mcp.types import CallToolResult
-from tests.clock import ManualClock
 
-from polar_mcp.config import load_settings
 from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store, synthetic_store
 from polar_mcp.double.store import Store
-from polar_mcp.polar.client import HttpClientSource, PolarClient
-from polar_mcp.server import build_server
+from tests.helpers.clock import FakeTime, ManualClock
+from tests.helpers.host import LISTING, Mode, Sent, connect, failed, ok
 
 pytestmark = pytest.mark.anyio
 
-LISTING = "/v1/customer-portal/downloadables/"
 NOT_JSON = "Polar sent a response that is not valid JSON (perhaps cut off); try again."
 NOT_JSON_PAGE = (
     "Polar's address answered with text/html instead of JSON: a proxy, a captive portal or a wrong "
@@ -44,12 +32,8 @@ EXPIRED = (
     "one hour). Create a new customer session and update POLAR_CUSTOMER_SESSION, or set "
     "POLAR_ACCESS_TOKEN and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself."
 )
-_TLS = ssl.create_default_context()
-"""Built once: loading the CA bundle for every transport costs more than the test itself (loopback is plain HTTP)."""
 ADA_FILES = 11
 """Files Ada can download in the demo catalog (hidden and revoked ones left out)."""
-
-Mode = Literal["legacy", "auto"]
 
 
 def _rate_limited(seconds: int) -> str:
@@ -71,159 +55,8 @@ def _tool_error(tool: str, message: str) -> str:
     return f"Error executing tool {tool}: {message}"
 
 
-# Harness -----------------------------------------------------------------------------------------
-
-
-class FakeTime:
-    """The Polar client's monotonic clock and sleep: time moves only when the client waits.
-
-    With `store_clock`, waiting also ages the double, as a real wait would (rate-limit windows pass).
-    """
-
-    def __init__(self, store_clock: ManualClock | None = None) -> None:
-        self.now = 0.0
-        self.waits: list[float] = []
-        self._store_clock = store_clock
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-        if self._store_clock is not None:
-            self._store_clock.advance(seconds)
-
-
-@dataclass(frozen=True)
-class Sent:
-    """One HTTP attempt as the client made it; status 0 when no answer came (dropped, timed out)."""
-
-    path: str
-    query: str
-    status: int
-
-
-class _Closing(httpx2.AsyncByteStream):
-    def __init__(self, inner: httpx2.AsyncByteStream, recorder: Recorder) -> None:
-        self._inner = inner
-        self._recorder = recorder
-        self._closed = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._recorder.in_flight -= 1
-        await self._inner.aclose()
-
-
-class Recorder(httpx2.AsyncBaseTransport):
-    """The real loopback transport, recording every attempt and how many were in flight at once."""
-
-    def __init__(self) -> None:
-        self._inner = httpx2.AsyncHTTPTransport(verify=_TLS)
-        self.sent: list[Sent] = []
-        self.in_flight = 0
-        self.peak = 0
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        path, query = request.url.path, request.url.query.decode()
-        try:
-            response = await self._inner.handle_async_request(request)
-        except BaseException:
-            self.in_flight -= 1
-            self.sent.append(Sent(path, query, 0))
-            raise
-        self.sent.append(Sent(path, query, response.status_code))
-        assert isinstance(response.stream, httpx2.AsyncByteStream)
-        return httpx2.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_Closing(response.stream, self),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def listing_statuses(self, since: int) -> list[int]:
-        """Statuses of the downloadables listing attempts made after the first `since` attempts."""
-        return [sent.status for sent in self.sent[since:] if sent.path == LISTING]
-
-
-@dataclass
-class Host:
-    """An MCP client connected to a fresh server, and what its Polar client did."""
-
-    client: Client
-    recorder: Recorder
-    time: FakeTime
-
-    async def call(self, tool: str, arguments: dict[str, Any]) -> tuple[CallToolResult, list[int]]:
-        """Call a tool; also answer the statuses of the listing attempts it made."""
-        mark = len(self.recorder.sent)
-        self.time.waits.clear()
-        result = await self.client.call_tool(tool, arguments)
-        return result, self.recorder.listing_statuses(mark)
-
-    async def listing_works(self) -> dict[str, Any]:
-        """A plain listing (up to 100 files) succeeds: the server is still serving."""
-        return ok(await self.client.call_tool("list_downloadables", {"limit": 100}))
-
-
 def _ada(store: Store, ttl: float = 3600.0) -> str:
     return store.issue_session(store.customer_by_external_id(DEMO_CUSTOMER_EXTERNAL_ID).id, ttl=ttl)
-
-
-@asynccontextmanager
-async def connect(
-    double: RunningDouble,
-    token: str,
-    *,
-    timeout: float = 10.0,
-    fake: FakeTime | None = None,
-    real_clock: bool = False,
-    mode: Mode = "legacy",
-) -> AsyncIterator[Host]:
-    """A connected host whose first listing (which also learns the benefit names) has succeeded."""
-    fake = fake or FakeTime()
-    recorder = Recorder()
-    settings = load_settings(
-        {"POLAR_API_URL": double.base_url, "POLAR_CUSTOMER_SESSION": token, "POLAR_MCP_TIMEOUT": f"{timeout:g}"}
-    )
-
-    def make_client(http: HttpClientSource) -> PolarClient:
-        clock = time.monotonic if real_clock else fake.monotonic
-        return PolarClient(http, timeout=timeout, sleep=fake.sleep, clock=clock)
-
-    server = build_server(settings, http_transport=recorder, make_client=make_client)
-    async with Client(server, mode=mode) as client:
-        host = Host(client, recorder, fake)
-        await host.listing_works()
-        yield host
-
-
-def text_of(result: CallToolResult) -> str:
-    first = result.content[0]
-    assert first.type == "text"
-    return first.text
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-def failed(result: CallToolResult) -> str:
-    assert result.is_error, result.structured_content
-    return text_of(result)
 
 
 def _aligned_clock(seconds_into_minute: float) -> ManualClock:
@@ -255,7 +88,7 @@ async def test_a_short_429_storm_is_waited_out_as_retry_after_asks(
         assert ok(result)["total_count"] == ADA_FILES
         assert statuses == [429, 429, 200]
         assert host.time.waits == [3.0, 3.0]
-        assert host.time.now < 10
+        assert host.time.monotonic < 10
 
 
 async def test_a_429_storm_outlasting_the_retries_fails_with_the_wait_polar_asked_for(
@@ -333,7 +166,7 @@ async def test_three_server_errors_in_a_row_fail_with_the_having_trouble_message
         assert failed(result) == _tool_error("list_downloadables", _trouble(503))
         assert statuses == [503, 503, 503]
         assert len(host.time.waits) == 2
-        assert host.time.now < 10
+        assert host.time.monotonic < 10
         assert (await host.listing_works())["total_count"] == ADA_FILES
 
 
@@ -527,7 +360,7 @@ async def test_the_enforced_rate_limit_is_waited_out_when_the_timeout_allows() -
     clock = _aligned_clock(15)
     store = demo_store(clock=clock)
     with start_double(store) as double:
-        fake = FakeTime(store_clock=clock)
+        fake = FakeTime(monotonic=0.0, followers=[clock.advance])
         async with connect(double, _ada(store), timeout=60, fake=fake) as host:
             store.rate_limit_per_minute = 1
             assert (await host.listing_works())["total_count"] == ADA_FILES

@@ -10,13 +10,13 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from tests.loopback import serve_asgi
 
 from polar_mcp.config import ConfigError, load_settings
 from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, DEMO_OTHER_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
 from polar_mcp.http import build_http_app, check_bind
+from tests.helpers.loopback import serve_asgi
 
 pytestmark = pytest.mark.anyio
 

@@ -29,30 +29,22 @@ from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.errors import ConfigurationError
 from polar_mcp.polar.minting import CustomerRef, MintedSession
 from polar_mcp.server import build_server
+from tests.helpers.clock import FakeTime
 
 pytestmark = pytest.mark.anyio
 
 MINT_PATH = "/v1/customer-sessions/"
 
 
-class FakeClock:
-    """Wall-clock seconds that only move when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_900_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeTime:
+    """The wall clock of the double and of the minting code: it moves only when a test says so."""
+    return FakeTime(wall=1_900_000_000.0)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(clock: FakeClock) -> Store:
-    return demo_store(clock=clock)
+def store(clock: FakeTime) -> Store:
+    return demo_store(clock=clock.wall_clock)
 
 
 @pytest.fixture
@@ -67,19 +59,19 @@ def _mints(store: Store) -> int:
 
 @asynccontextmanager
 async def _minted(
-    double: RunningDouble, clock: FakeClock, customer: CustomerRef, org_token: str = DEMO_ORG_TOKEN
+    double: RunningDouble, clock: FakeTime, customer: CustomerRef, org_token: str = DEMO_ORG_TOKEN
 ) -> AsyncIterator[tuple[Catalog, MintedSession]]:
     async with PolarClient.new_http_client(double.base_url, 10) as http:
         client = PolarClient(http, timeout=10)
-        source = MintedSession(client, SecretStr(org_token), customer, wall_clock=clock)
-        yield Catalog(client, wall_clock=clock), source
+        source = MintedSession(client, SecretStr(org_token), customer, wall_clock=clock.wall_clock)
+        yield Catalog(client, wall_clock=clock.wall_clock), source
 
 
 ADA = CustomerRef(external_customer_id=DEMO_CUSTOMER_EXTERNAL_ID)
 
 
 async def test_the_first_call_mints_a_session_and_later_calls_reuse_it(
-    store: Store, double: RunningDouble, clock: FakeClock
+    store: Store, double: RunningDouble, clock: FakeTime
 ) -> None:
     async with _minted(double, clock, ADA) as (catalog, source):
         first = await catalog.list(source)
@@ -90,22 +82,22 @@ async def test_the_first_call_mints_a_session_and_later_calls_reuse_it(
 
 
 async def test_a_session_is_renewed_shortly_before_it_expires(
-    store: Store, double: RunningDouble, clock: FakeClock
+    store: Store, double: RunningDouble, clock: FakeTime
 ) -> None:
     async with _minted(double, clock, ADA) as (catalog, source):
         await catalog.list(source)
-        clock.now += 3600 - 301  # more than the renewal margin left: no renewal yet
+        clock.advance(3600 - 301)  # more than the renewal margin left: no renewal yet
         await catalog.list(source)
         assert _mints(store) == 1
-        clock.now += 2  # now inside the margin
+        clock.advance(2)  # now inside the margin
         await catalog.list(source)
         assert _mints(store) == 2
         assert source.expires_at is not None
-        assert source.expires_at.timestamp() == pytest.approx(clock.now + 3600, abs=1)
+        assert source.expires_at.timestamp() == pytest.approx(clock.wall + 3600, abs=1)
 
 
 async def test_a_rejected_session_is_reminted_once_and_the_call_retried(
-    store: Store, double: RunningDouble, clock: FakeClock
+    store: Store, double: RunningDouble, clock: FakeTime
 ) -> None:
     async with _minted(double, clock, ADA) as (catalog, source):
         await catalog.list(source)
@@ -115,14 +107,14 @@ async def test_a_rejected_session_is_reminted_once_and_the_call_retried(
     assert _mints(store) == 2
 
 
-async def test_twenty_concurrent_calls_share_one_mint(store: Store, double: RunningDouble, clock: FakeClock) -> None:
+async def test_twenty_concurrent_calls_share_one_mint(store: Store, double: RunningDouble, clock: FakeTime) -> None:
     async with _minted(double, clock, ADA) as (catalog, source), anyio.create_task_group() as group:
         for _ in range(20):
             group.start_soon(catalog.list, source)
     assert _mints(store) == 1
 
 
-async def test_a_team_organization_mints_member_tokens(store: Store, double: RunningDouble, clock: FakeClock) -> None:
+async def test_a_team_organization_mints_member_tokens(store: Store, double: RunningDouble, clock: FakeTime) -> None:
     team = CustomerRef(
         external_customer_id=DEMO_TEAM_CUSTOMER_EXTERNAL_ID, external_member_id=DEMO_TEAM_MEMBER_EXTERNAL_ID
     )
@@ -187,7 +179,7 @@ async def test_a_team_organization_mints_member_tokens(store: Store, double: Run
     ],
 )
 async def test_minting_failures_name_the_setting_to_fix(
-    double: RunningDouble, clock: FakeClock, org_token: str, customer: CustomerRef, message: str
+    double: RunningDouble, clock: FakeTime, org_token: str, customer: CustomerRef, message: str
 ) -> None:
     async with _minted(double, clock, customer, org_token) as (catalog, source):
         with pytest.raises(ConfigurationError) as raised:

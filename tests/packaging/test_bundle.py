@@ -12,7 +12,7 @@ from polar_mcp.config import OPTIONS
 from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
-from tests.packaging.conftest import (
+from tests.helpers.packaging import (
     ROOT,
     SIGN_IN_VARIABLES,
     host_config,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from polar_mcp.config import OPTIONS
-from tests.packaging.conftest import ROOT, SIGN_IN_VARIABLES, offline_environment, pyproject_version
+from tests.helpers.packaging import ROOT, SIGN_IN_VARIABLES, offline_environment, pyproject_version
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 INSTALL = README.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]

@@ -7,7 +7,7 @@ import sys
 from importlib.metadata import version
 
 import polar_mcp
-from tests.packaging.conftest import ROOT, pyproject_version
+from tests.helpers.packaging import ROOT, pyproject_version
 
 
 def test_the_package_the_installed_metadata_and_the_cli_report_the_pyproject_version() -> None:

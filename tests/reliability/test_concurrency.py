@@ -9,9 +9,11 @@ signed link is also decoded: the customer it was signed for must be the caller.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import sys
 import tempfile
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,8 +37,8 @@ from polar_mcp.double.seed import (
 )
 from polar_mcp.double.store import Store
 from polar_mcp.http import build_http_app
-from tests.loopback import serve_asgi
-from tests.reliability.conftest import ada_id
+from tests.helpers.demo import ada_id
+from tests.helpers.loopback import serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +47,7 @@ LATENCY = 0.1
 """Seconds the double adds to every request during the concurrent phase, so calls overlap in flight."""
 BOUND = 60.0
 """No phase of a test may take longer than this."""
-_LINK = re.compile(r"/v1/customer-portal/downloadables/([A-Za-z0-9_-]+)\.")
+_LINK = re.compile(r"/v1/customer-portal/downloadables/\.([A-Za-z0-9_-]+)\.")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _MINUTES = re.compile(r"\(in \d+ min\)")
 
@@ -75,10 +77,16 @@ def _answer(result: CallToolResult) -> Answer:
     return Answer(result.is_error, _MINUTES.sub("(in N min)", "\n".join(texts)), repr(sorted(structured.items())))
 
 
-def _link_customers(result: CallToolResult) -> set[str]:
-    """The customers the double-signed download links in a result were issued to."""
+def _link_customers(store: Store, result: CallToolResult) -> set[str]:
+    """The customers the double-signed download links in a result were issued to.
+
+    A link's payload is Polar's shape: zlib-compressed JSON `{"id": <downloadable id>}`, base64url.
+    """
     bodies = _LINK.findall(result.model_dump_json())
-    return {base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode().split(":")[0] for body in bodies}
+    ids = [
+        json.loads(zlib.decompress(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))["id"] for body in bodies
+    ]
+    return {store.links[id_][0] for id_ in ids}
 
 
 def _calls(names: list[str], ids: list[str], wrong_names: list[str], count: int) -> list[Call]:
@@ -170,10 +178,10 @@ async def test_a_hundred_concurrent_stdio_calls_are_all_answered_each_with_its_o
     assert len({_key(call) for call in calls}) >= 40  # many different calls, not one repeated
     kinds = {_answer(result).is_error for result in results}
     assert kinds == {True, False}  # errors were mixed in, and answered as such
-    assert sum(1 for result in results if _link_customers(result)) >= 20
+    assert sum(1 for result in results if _link_customers(store, result)) >= 20
     for call, result in zip(calls, results, strict=True):
         assert _answer(result) == expected[_key(call)], call
-        assert _link_customers(result) <= {customer}
+        assert _link_customers(store, result) <= {customer}
 
 
 # HTTP, many tenants -----------------------------------------------------------------------------
@@ -259,9 +267,11 @@ async def test_a_hundred_concurrent_http_calls_from_four_tenants_each_get_their_
         if call[1].get("downloadable_id") in strangers:
             seen.discard(call[1]["downloadable_id"])  # echoed in its own "no such id" error
         assert not seen & strangers, (tenants[tenant].name, call, seen & strangers)
-        assert _link_customers(result) <= {tenants[tenant].customer_id}
+        assert _link_customers(store, result) <= {tenants[tenant].customer_id}
     for tenant in range(len(tenants)):
         linked = [
-            result for (t, _), result in zip(plan, results, strict=True) if t == tenant and _link_customers(result)
+            result
+            for (t, _), result in zip(plan, results, strict=True)
+            if t == tenant and _link_customers(store, result)
         ]
         assert len(linked) >= 5, tenants[tenant].name

@@ -1,8 +1,9 @@
 """Secrets stay secret: canary tokens and signed URLs, followed through every tool, error, command and log.
 
-One module-scoped run exercises every surface with logging at DEBUG as polar-mcp configures it
-(`configure_logging("DEBUG")`, what POLAR_MCP_LOG_LEVEL=DEBUG does), writing what it saw into a
-transcript; the tests then check properties of that transcript:
+Four module-scoped runs exercise every surface with logging at DEBUG as polar-mcp configures it
+(`configure_logging("DEBUG")`, what POLAR_MCP_LOG_LEVEL=DEBUG does), writing what each channel carried
+into a transcript; the tests then check every channel on its own, so a leak names its channel (and the
+step within it), and each channel must have carried traffic, so no check passes on an empty channel:
 
 - the MCP tools in-process (static canary session): every tool's success path and error paths (ambiguous
   name, unknown id, bad benefit id, a 5xx burst, a 429 whose Retry-After exceeds the timeout, a non-JSON
@@ -11,6 +12,10 @@ transcript; the tests then check properties of that transcript:
 - the CLI in-process (`list`, `link`, `download`, `doctor`, and their failures) in both modes;
 - streamable HTTP with the canary as the caller's bearer;
 - one `python -m polar_mcp` stdio subprocess at POLAR_MCP_LOG_LEVEL=DEBUG, its stderr kept.
+
+The channels: in-process tool results, in-process tool errors, link results (get_download_link answers
+over every transport and `polar-mcp link` output), HTTP responses, stdio responses, CLI stdout, CLI
+stderr, the in-process logs, the HTTP server's logs and the stdio subprocess's stderr.
 
 Signed download links may appear only where a person asked for one: get_download_link results and the
 output of `polar-mcp link`. The storage URL a link redirects to may appear nowhere.
@@ -49,47 +54,75 @@ from polar_mcp.double.store import Session, Store
 from polar_mcp.http import build_http_app
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.server import build_server
-from tests.clock import ManualClock
-from tests.loopback import serve_asgi
-from tests.reliability.conftest import ada_id
+from tests.helpers.clock import ManualClock
+from tests.helpers.demo import ada_id
+from tests.helpers.loopback import serve_asgi
 
 SESSION_CANARY = "polar_cst_CANARYsession" + "Zq7xW2vLk9TfR4mNpB8sYdJ0uHc"
 ORG_CANARY = "polar_oat_CANARYorganization" + "Xe5tGa1QwKz7LrVn3MbPy"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 LINK = re.compile(r"/v1/customer-portal/downloadables/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 """A signed download link of the double, whoever it was issued to."""
-STORAGE = re.compile(r"/__storage__/[^\s'\"]*signature=")
+STORAGE = re.compile(r"/polar-files/[^\s'\"]*X-Amz-Signature=")
 """The storage URL a download link redirects to (a presigned S3 URL at Polar)."""
 TIMEOUT = "10"
 BOUND = 60.0
 
 
+TOOL_RESULTS = "tool-results"
+TOOL_ERRORS = "tool-errors"
+LINK_RESULTS = "link-results"
+"""get_download_link results and `polar-mcp link` stdout: the only places a signed link belongs."""
+HTTP_RESPONSES = "http-responses"
+STDIO_RESPONSES = "stdio-responses"
+CLI_STDOUT = "cli-stdout"
+CLI_STDERR = "cli-stderr"
+IN_PROCESS_LOGS = "in-process-logs"
+HTTP_SERVER_LOGS = "http-server-logs"
+STDIO_STDERR = "stdio-stderr"
+LOGS = (IN_PROCESS_LOGS, HTTP_SERVER_LOGS, STDIO_STDERR)
+"""Log streams as polar-mcp writes them to stderr, and the stdio subprocess's stderr."""
+CHANNELS = (
+    TOOL_RESULTS,
+    TOOL_ERRORS,
+    LINK_RESULTS,
+    HTTP_RESPONSES,
+    STDIO_RESPONSES,
+    CLI_STDOUT,
+    CLI_STDERR,
+    *LOGS,
+)
+OUTPUTS = (TOOL_RESULTS, TOOL_ERRORS, HTTP_RESPONSES, STDIO_RESPONSES, CLI_STDOUT, CLI_STDERR)
+"""Every tool result (errors included) and CLI output but the link results."""
+
+
 @dataclass
 class Transcript:
-    """Everything the run showed anyone, by where it went."""
+    """Everything the runs showed anyone, by channel, each entry labelled with the step that wrote it."""
 
-    link_results: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
-    """get_download_link results and `polar-mcp link` stdout: the only places a signed link belongs."""
-    outputs: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
-    """Every other tool result (errors included) and CLI output."""
-    logs: list[tuple[str, str]] = field(default_factory=list[tuple[str, str]])
-    """Log streams as polar-mcp writes them to stderr, and the stdio subprocess's stderr."""
+    channels: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: {c: [] for c in CHANNELS})
     links: set[str] = field(default_factory=set[str])
     minted: set[str] = field(default_factory=set[str])
     """Session tokens minted from the canary organization token."""
     exit_codes: list[tuple[str, int]] = field(default_factory=list[tuple[str, int]])
 
-    def everything(self) -> list[tuple[str, str]]:
-        return [*self.link_results, *self.outputs, *self.logs]
+    def add(self, channel: str, where: str, text: str) -> None:
+        self.channels[channel].append((where, text))
 
-    def record(self, where: str, tool: str, result: CallToolResult) -> None:
+    def of(self, *channels: str) -> list[tuple[str, str]]:
+        return [entry for channel in channels for entry in self.channels[channel]]
+
+    def record(self, where: str, tool: str, result: CallToolResult, responses: str | None) -> None:
+        """A tool's answer: a link result, else on `responses` (a transport's channel) or by outcome."""
         text = result.model_dump_json()
         if tool == "get_download_link" and not result.is_error:
             assert result.structured_content is not None
             self.links.add(result.structured_content["url"])
-            self.link_results.append((where, text))
+            self.add(LINK_RESULTS, where, text)
+        elif responses is not None:
+            self.add(responses, where, text)
         else:
-            self.outputs.append((where, text))
+            self.add(TOOL_ERRORS if result.is_error else TOOL_RESULTS, where, text)
 
 
 # Harness ----------------------------------------------------------------------------------------
@@ -116,7 +149,7 @@ def _restored_logging() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _debug_logging(transcript: Transcript, where: str) -> Iterator[None]:
+def _debug_logging(transcript: Transcript, channel: str) -> Iterator[None]:
     """polar-mcp's own DEBUG logging (what POLAR_MCP_LOG_LEVEL=DEBUG sets up), its stderr captured."""
     stream = io.StringIO()
     try:
@@ -125,7 +158,7 @@ def _debug_logging(transcript: Transcript, where: str) -> Iterator[None]:
                 configure_logging("DEBUG")
             yield
     finally:
-        transcript.logs.append((where, stream.getvalue()))
+        transcript.add(channel, channel, stream.getvalue())
 
 
 async def _no_sleep(_: float) -> None:
@@ -141,12 +174,14 @@ Step = tuple[str, dict[str, Any], Callable[[], None] | None]
 """A tool call, and what to set up just before it (a fault, a revoked session...)."""
 
 
-async def _run_tools(client: Client, transcript: Transcript, where: str, steps: list[Step]) -> None:
+async def _run_tools(
+    client: Client, transcript: Transcript, where: str, steps: list[Step], responses: str | None = None
+) -> None:
     for tool, args, before in steps:
         if before is not None:
             before()
         result = await client.call_tool(tool, args)
-        transcript.record(f"{where}: {tool} {args}", tool, result)
+        transcript.record(f"{where}: {tool} {args}", tool, result, responses)
 
 
 def _session_env(double: RunningDouble, folder: Path, **extra: str) -> dict[str, str]:
@@ -260,11 +295,11 @@ def _cli(transcript: Transcript, where: str, *argv: str) -> int:
     transcript.exit_codes.append((label, code))
     if argv[0] == "link" and code == 0:
         text = out.getvalue()
-        transcript.link_results.append((label + " (stdout)", text))
+        transcript.add(LINK_RESULTS, label, text)
         transcript.links.add(json.loads(text)["url"] if "--json" in argv else text.strip())
     else:
-        transcript.outputs.append((label + " (stdout)", out.getvalue()))
-    transcript.outputs.append((label + " (stderr)", err.getvalue()))
+        transcript.add(CLI_STDOUT, label, out.getvalue())
+    transcript.add(CLI_STDERR, label, err.getvalue())
     return code
 
 
@@ -343,7 +378,7 @@ async def _over_http(transcript: Transcript, env: _Env, url: str) -> None:
             ("list_downloadables", {"page": 3}, env.fault(non_json_next=1)),
             ("list_downloadables", {}, env.revoke_canary),
         ]
-        await _run_tools(client, transcript, "http", steps)
+        await _run_tools(client, transcript, "http", steps, HTTP_RESPONSES)
     env.reset()
 
 
@@ -364,65 +399,105 @@ async def _over_stdio(transcript: Transcript, double: RunningDouble, folder: Pat
                 ("get_download_link", {"downloadable_id": UNKNOWN_ID}, None),
                 ("list_downloadables", {"benefit_id": "not-a-benefit"}, None),
             ]
-            await _run_tools(client, transcript, "stdio", steps)
+            await _run_tools(client, transcript, "stdio", steps, STDIO_RESPONSES)
         errlog.seek(0)
-        transcript.logs.append(("stdio subprocess stderr", errlog.read()))
+        transcript.add(STDIO_STDERR, "stdio subprocess stderr", errlog.read())
 
 
-@pytest.fixture(scope="module")
-def transcript(
-    store: Store, clock: ManualClock, double: RunningDouble, tmp_path_factory: pytest.TempPathFactory
-) -> Transcript:
-    customer = ada_id(store)
-    now = store.now()
-    store.sessions[SESSION_CANARY] = Session(str(uuid.uuid4()), SESSION_CANARY, customer, None, now, now + 3600, None)
-    press = store.customers[customer].organization_id
-    store.add_org_token(ORG_CANARY, organization_id=press)
-    env = _Env(store, clock)
-    folder = tmp_path_factory.mktemp("secrets")
-    result = Transcript()
+@contextlib.contextmanager
+def _clean_environment(home: Path) -> Iterator[pytest.MonkeyPatch]:
+    """No POLAR_* variable of the developer's, and a HOME of the run's own."""
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.startswith("POLAR")]:
             patch.delenv(name)
-        patch.setenv("HOME", str(folder / "home"))
-        patch.setenv("XDG_CONFIG_HOME", str(folder / "home" / ".config"))
-        with _debug_logging(result, "in-process MCP logs"):
-            anyio.run(_bounded, _in_process, result, env, double, folder)
+        patch.setenv("HOME", str(home))
+        patch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+        yield patch
 
-        settings = load_settings({"POLAR_API_URL": double.base_url, "POLAR_MCP_TIMEOUT": TIMEOUT})
-        with (
-            _debug_logging(result, "HTTP server logs"),
-            serve_asgi(build_http_app(settings, use_configured_token=False)) as base,
-        ):
-            anyio.run(_bounded, _over_http, result, env, base + "/mcp")
 
+@pytest.fixture(scope="module")
+def env(store: Store, clock: ManualClock) -> _Env:
+    """The canary session and organization token, installed in the store."""
+    customer = ada_id(store)
+    now = store.now()
+    store.sessions[SESSION_CANARY] = Session(str(uuid.uuid4()), SESSION_CANARY, customer, None, now, now + 3600, None)
+    store.add_org_token(ORG_CANARY, organization_id=store.customers[customer].organization_id)
+    return _Env(store, clock)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("secrets")
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Transcript:
+    return Transcript()
+
+
+@pytest.fixture(scope="module")
+def in_process_run(recorded: Transcript, env: _Env, double: RunningDouble, folder: Path) -> None:
+    """The tools in-process, with a static canary session and minted from the canary organization token."""
+    with _clean_environment(folder / "home"), _debug_logging(recorded, IN_PROCESS_LOGS):
+        anyio.run(_bounded, _in_process, recorded, env, double, folder)
+
+
+@pytest.fixture(scope="module")
+def http_run(recorded: Transcript, env: _Env, double: RunningDouble, folder: Path) -> None:
+    """The tools over streamable HTTP, the canary as the caller's bearer."""
+    settings = load_settings({"POLAR_API_URL": double.base_url, "POLAR_MCP_TIMEOUT": TIMEOUT})
+    with (
+        _clean_environment(folder / "home"),
+        _debug_logging(recorded, HTTP_SERVER_LOGS),
+        serve_asgi(build_http_app(settings, use_configured_token=False)) as base,
+    ):
+        anyio.run(_bounded, _over_http, recorded, env, base + "/mcp")
+
+
+@pytest.fixture(scope="module")
+def cli_run(recorded: Transcript, env: _Env, double: RunningDouble, folder: Path) -> None:
+    """Every command with the canary session, then minted from the canary organization token."""
+    with _clean_environment(folder / "home") as patch:
         for key, value in _session_env(double, folder / "cli").items():
             patch.setenv(key, value)
         patch.setenv("POLAR_CUSTOMER_SESSION", SESSION_CANARY)
         # Each command configures logging itself, onto the stderr _cli captures.
         with _restored_logging():
-            _cli_runs(result, env, "cli session", folder / "cli-session", minted=False)
+            _cli_runs(recorded, env, "cli session", folder / "cli-session", minted=False)
         patch.delenv("POLAR_CUSTOMER_SESSION")
         patch.setenv("POLAR_ACCESS_TOKEN", ORG_CANARY)
-        patch.setenv("POLAR_CUSTOMER_ID", customer)
+        patch.setenv("POLAR_CUSTOMER_ID", ada_id(env.store))
         with _restored_logging():
-            _cli_runs(result, env, "cli minted", folder / "cli-minted", minted=True)
-        env.revoke_minted(result.minted)
+            _cli_runs(recorded, env, "cli minted", folder / "cli-minted", minted=True)
+        env.revoke_minted(recorded.minted)
         env.reset()
 
-    anyio.run(_bounded, _over_stdio, result, double, folder / "stdio")
-    return result
+
+@pytest.fixture(scope="module")
+def stdio_run(recorded: Transcript, double: RunningDouble, folder: Path) -> None:
+    """`python -m polar_mcp` as a host launches it, at DEBUG, its stderr kept."""
+    anyio.run(_bounded, _over_stdio, recorded, double, folder / "stdio")
+
+
+@pytest.fixture(scope="module")
+def transcript(
+    in_process_run: None, http_run: None, cli_run: None, stdio_run: None, recorded: Transcript
+) -> Transcript:
+    """Every run's transcript (in this order); sessions minted in any run are checked in every channel."""
+    return recorded
 
 
 # The properties ---------------------------------------------------------------------------------
 
 
-def _where(transcript: Transcript, needle: str, places: list[tuple[str, str]] | None = None) -> list[str]:
-    return [where for where, text in (transcript.everything() if places is None else places) if needle in text]
+def _leaks(entries: list[tuple[str, str]], needles: dict[str, str]) -> dict[str, list[str]]:
+    """Per needle found: the steps whose text holds it."""
+    found = {label: [where for where, text in entries if needle in text] for label, needle in needles.items()}
+    return {label: places for label, places in found.items() if places}
 
 
-def test_the_run_exercised_every_tool_error_path_and_command_with_debug_logs(transcript: Transcript) -> None:
-    outputs = "\n".join(text for _, text in transcript.outputs)
+def test_the_run_exercised_every_tool_error_path_and_command(transcript: Transcript) -> None:
+    outputs = "\n".join(text for _, text in transcript.of(*OUTPUTS))
     for expected in [
         r"files match",  # ambiguous name
         r"No downloadable has the id",
@@ -437,10 +512,7 @@ def test_the_run_exercised_every_tool_error_path_and_command_with_debug_logs(tra
         r"Saved async-course-code\.zip",
     ]:
         assert re.search(expected, outputs), expected
-    for where, text in transcript.logs:
-        assert " DEBUG " in text, where  # every log stream was captured at DEBUG
-    assert any(" DEBUG " in text for where, text in transcript.outputs if where.endswith("(stderr)"))
-    logs = "\n".join(text for _, text in [*transcript.logs, *transcript.outputs])
+    logs = "\n".join(text for _, text in transcript.of(*LOGS, *OUTPUTS))
     for expected in ["minted a customer session for", "retrying GET", "INFO polar_mcp.download: saved "]:
         assert expected in logs, expected
     # The clock is frozen, so one file's links are all the same string: errata.txt and the epub. (README.md's
@@ -451,40 +523,48 @@ def test_the_run_exercised_every_tool_error_path_and_command_with_debug_logs(tra
     assert {0, 3, 4, 5} <= codes, transcript.exit_codes
 
 
-@pytest.mark.parametrize(
-    "needle", [SESSION_CANARY, SESSION_CANARY[-16:], "CANARYsession"], ids=["token", "tail", "marker"]
-)
-def test_the_session_token_appears_in_no_result_error_output_or_log(transcript: Transcript, needle: str) -> None:
-    assert _where(transcript, needle) == []
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_each_channel_carried_traffic(transcript: Transcript, channel: str) -> None:
+    entries = transcript.channels[channel]
+    assert entries, f"nothing reached {channel}"
+    assert any(text.strip() for _, text in entries), f"only empty text reached {channel}"
+    if channel in LOGS:
+        assert all(" DEBUG " in text for _, text in entries), channel  # every log stream was captured at DEBUG
+    if channel == CLI_STDERR:
+        assert any(" DEBUG " in text for _, text in entries)
 
 
-@pytest.mark.parametrize(
-    "needle", [ORG_CANARY, ORG_CANARY[-16:], "CANARYorganization"], ids=["token", "tail", "marker"]
-)
-def test_the_organization_token_appears_in_no_result_error_output_or_log(transcript: Transcript, needle: str) -> None:
-    assert _where(transcript, needle) == []
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_no_token_reaches_the_channel(transcript: Transcript, channel: str) -> None:
+    needles = {
+        "session token": SESSION_CANARY,
+        "session token tail": SESSION_CANARY[-16:],
+        "session marker": "CANARYsession",
+        "organization token": ORG_CANARY,
+        "organization token tail": ORG_CANARY[-16:],
+        "organization marker": "CANARYorganization",
+        **{f"minted session {token[:14]}…": token for token in transcript.minted},
+    }
+    assert _leaks(transcript.channels[channel], needles) == {}
 
 
-def test_sessions_minted_from_the_organization_token_appear_nowhere(transcript: Transcript) -> None:
-    leaks = {token[:14] + "…": _where(transcript, token) for token in transcript.minted}
-    assert {token: places for token, places in leaks.items() if places} == {}
-
-
-def test_signed_links_appear_only_in_the_results_that_asked_for_them(transcript: Transcript) -> None:
-    elsewhere = [*transcript.outputs, *transcript.logs]
-    leaks = {url[-20:]: _where(transcript, url, elsewhere) for url in transcript.links}
-    assert {url: places for url, places in leaks.items() if places} == {}
+@pytest.mark.parametrize("channel", [c for c in CHANNELS if c != LINK_RESULTS])
+def test_signed_links_reach_no_channel_but_the_link_results(transcript: Transcript, channel: str) -> None:
+    entries = transcript.channels[channel]
+    assert _leaks(entries, {url[-20:]: url for url in transcript.links}) == {}
     # Links nobody asked for (a download's own link, a listing's) appear nowhere either.
-    assert [where for where, text in elsewhere if LINK.search(text)] == []
+    assert [where for where, text in entries if LINK.search(text)] == []
 
 
-def test_storage_urls_that_links_redirect_to_appear_nowhere(transcript: Transcript) -> None:
-    found = {where: STORAGE.findall(text)[:1] for where, text in transcript.everything() if STORAGE.search(text)}
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_no_storage_url_that_links_redirect_to_reaches_the_channel(transcript: Transcript, channel: str) -> None:
+    found = {where: STORAGE.findall(text)[:1] for where, text in transcript.channels[channel] if STORAGE.search(text)}
     assert found == {}
 
 
 def test_link_results_hold_only_links_issued_to_the_canary_customer(transcript: Transcript, store: Store) -> None:
-    for where, text in transcript.link_results:
+    assert transcript.channels[LINK_RESULTS]
+    for where, text in transcript.channels[LINK_RESULTS]:
         for match in LINK.finditer(text):
             body = match.group(0).rsplit("/", 1)[1].split(".")[0]
             customer = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode().split(":")[0]

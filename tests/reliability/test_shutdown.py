@@ -29,7 +29,8 @@ import pytest
 from polar_mcp.double.blobs import Blob, Digests
 from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.store import Store
-from tests.reliability.conftest import ada_id, subprocess_env
+from tests.helpers.cli import subprocess_env
+from tests.helpers.demo import ada_id
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and /proc")
 

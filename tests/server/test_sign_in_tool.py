@@ -15,12 +15,13 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult
-from tests.fake_polar import CUSTOMER_TOKEN, item
-from tests.signin_fake import ADA, ORG_ID, TEAM_CUSTOMERS, TEAM_EMAIL, SignInPolar
 
 from polar_mcp.config import load_settings
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.server import build_server
+from tests.helpers.polar import CUSTOMER_TOKEN
+from tests.helpers.signin import ADA, ORG_ID, TEAM_CUSTOMERS, TEAM_EMAIL, SignInPolar, item
+from tests.helpers.snapshot import assert_matches_snapshot
 
 SNAPSHOT = Path(__file__).parent / "tools_list.sign_in.snapshot.json"
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -114,7 +115,7 @@ async def _sign_in(client: Client, polar: SignInPolar) -> CallToolResult:
 async def test_tools_list_with_sign_in_matches_the_checked_in_snapshot(client: Client) -> None:
     listed = await client.list_tools()
     tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
-    assert tools == json.loads(SNAPSHOT.read_text())
+    assert_matches_snapshot(SNAPSHOT, tools)
     assert client.instructions is not None
     assert "sign_in" in client.instructions
 

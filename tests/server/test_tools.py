@@ -12,15 +12,21 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult
-from tests.fake_polar import BENEFIT_A, BENEFIT_B, CUSTOMER_TOKEN, FakePolar, item
 
 from polar_mcp.config import load_settings
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.server import build_server
+from tests.helpers.polar import BENEFIT_A, BENEFIT_B, CUSTOMER_TOKEN, FAR_FUTURE, FakePolar, downloadable
+from tests.helpers.snapshot import assert_matches_snapshot
 
 SNAPSHOT = Path(__file__).parent / "tools_list.snapshot.json"
 
 pytestmark = pytest.mark.anyio
+
+
+def item(number: int, name: str, **overrides: Any) -> dict[str, Any]:
+    """A file with a checksum, whose link outlives the run: the tools run on the real clock."""
+    return downloadable(number, name, expires_at=FAR_FUTURE, checksum_sha256_hex=f"{number:02x}" * 32, **overrides)
 
 
 async def _no_sleep(_: float) -> None:
@@ -46,11 +52,12 @@ def mode(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def polar() -> FakePolar:
     return FakePolar(
+        valid_tokens={CUSTOMER_TOKEN},
         items=[
             item(1, "Rust Ebook.pdf"),
             item(2, "Rust Ebook.epub"),
             item(3, "Async Course - Part 1.mp4", benefit_id=BENEFIT_B, size=250_000_000),
-        ]
+        ],
     )
 
 
@@ -74,7 +81,7 @@ async def test_the_instructions_name_every_tool(client: Client) -> None:
 async def test_tools_list_matches_the_checked_in_snapshot(client: Client) -> None:
     listed = await client.list_tools()
     tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
-    assert tools == json.loads(SNAPSHOT.read_text())
+    assert_matches_snapshot(SNAPSHOT, tools)
 
 
 async def test_list_downloadables_answers_compact_text_and_structured_items(client: Client) -> None:
@@ -85,7 +92,7 @@ async def test_list_downloadables_answers_compact_text_and_structured_items(clie
         f"Rust Ebook Bundle — 2 files (benefit_id {BENEFIT_A}):\n"
         "- Rust Ebook.pdf · 1.2 MB · application/pdf · id 00000000-0000-4000-8000-000000000001\n"
         "- Rust Ebook.epub · 1.2 MB · application/pdf · id 00000000-0000-4000-8000-000000000002\n"
-        f"Async Course — 1 file (benefit_id {BENEFIT_B}):\n"
+        f"Async Course Videos — 1 file (benefit_id {BENEFIT_B}):\n"
         "- Async Course - Part 1.mp4 · 238.4 MB · application/pdf · id 00000000-0000-4000-8000-000000000003"
     )
     assert result.structured_content == {
@@ -119,7 +126,7 @@ async def test_list_downloadables_answers_compact_text_and_structured_items(clie
             {
                 "id": "00000000-0000-4000-8000-000000000003",
                 "benefit_id": BENEFIT_B,
-                "benefit": "Async Course",
+                "benefit": "Async Course Videos",
                 "seller": "Ferris Press",
                 "file_id": "ffffffff-0000-4000-8000-000000000003",
                 "name": "Async Course - Part 1.mp4",
@@ -143,7 +150,7 @@ async def test_list_downloadables_sends_page_limit_and_repeated_benefit_ids(clie
         "list_downloadables", {"benefit_id": [BENEFIT_A, BENEFIT_B.upper()], "page": 1, "limit": 2}
     )
     assert not result.is_error
-    sent = polar.list_calls()[-1].url.params
+    sent = polar.listing_requests[-1].url.params
     assert sent.get_list("benefit_id") == [BENEFIT_A, BENEFIT_B]
     assert (sent["page"], sent["limit"]) == ("1", "2")
     assert _text(result).endswith("More: call again with page=2.")
@@ -154,7 +161,7 @@ async def test_list_downloadables_sends_page_limit_and_repeated_benefit_ids(clie
 async def test_list_downloadables_accepts_a_single_benefit_id(client: Client, polar: FakePolar) -> None:
     result = await client.call_tool("list_downloadables", {"benefit_id": BENEFIT_B})
     assert not result.is_error
-    assert polar.list_calls()[-1].url.params.get_list("benefit_id") == [BENEFIT_B]
+    assert polar.listing_requests[-1].url.params.get_list("benefit_id") == [BENEFIT_B]
     assert result.structured_content is not None
     assert [i["name"] for i in result.structured_content["items"]] == ["Async Course - Part 1.mp4"]
 
@@ -191,7 +198,10 @@ async def test_out_of_range_arguments_answer_a_tool_error(
 async def test_query_searches_every_page_case_insensitively_then_paginates_matches(
     mode: str,
 ) -> None:
-    many = FakePolar(items=[item(n, f"Chapter {n:03d}.pdf") for n in range(1, 251)] + [item(999, "Index.pdf")])
+    many = FakePolar(
+        valid_tokens={CUSTOMER_TOKEN},
+        items=[item(n, f"Chapter {n:03d}.pdf") for n in range(1, 251)] + [item(999, "Index.pdf")],
+    )
     async with Client(_server(many), mode=mode) as client:  # type: ignore[arg-type]
         result = await client.call_tool("list_downloadables", {"query": "CHAPTER 2", "limit": 20, "page": 3})
     assert not result.is_error
@@ -201,8 +211,8 @@ async def test_query_searches_every_page_case_insensitively_then_paginates_match
     assert structured["total_count"] == len(expected)
     assert structured["max_page"] == -(-len(expected) // 20)
     assert [i["name"] for i in structured["items"]] == expected[40:60]
-    assert sorted(int(r.url.params["page"]) for r in many.list_calls()) == [1, 2, 3]
-    assert {r.url.params["limit"] for r in many.list_calls()} == {"100"}
+    assert sorted(int(r.url.params["page"]) for r in many.listing_requests) == [1, 2, 3]
+    assert {r.url.params["limit"] for r in many.listing_requests} == {"100"}
 
 
 async def test_an_empty_search_says_so(client: Client) -> None:
@@ -283,14 +293,18 @@ async def test_a_link_from_a_recent_listing_is_reused_without_calling_polar(clie
 
 
 async def test_a_link_close_to_expiry_is_refreshed_with_a_listing_narrowed_to_its_benefit(mode: str) -> None:
-    polar = FakePolar(items=[item(1, "a.pdf"), item(2, "b.pdf", benefit_id=BENEFIT_B)], link_ttl=timedelta(minutes=4))
+    polar = FakePolar(
+        valid_tokens={CUSTOMER_TOKEN},
+        items=[item(1, "a.pdf"), item(2, "b.pdf", benefit_id=BENEFIT_B)],
+        link_ttl=timedelta(minutes=4),
+    )
     async with Client(_server(polar), mode=mode) as client:  # type: ignore[arg-type]
         await client.call_tool("list_downloadables", {})
         result = await client.call_tool(
             "get_download_link", {"downloadable_id": "00000000-0000-4000-8000-000000000002"}
         )
     assert not result.is_error
-    assert polar.list_calls()[-1].url.params.get_list("benefit_id") == [BENEFIT_B]
+    assert polar.listing_requests[-1].url.params.get_list("benefit_id") == [BENEFIT_B]
 
 
 async def test_without_a_token_every_tool_explains_how_to_get_one(polar: FakePolar, mode: str) -> None:
@@ -318,7 +332,7 @@ def _status(status: int, body: bytes = b"", headers: dict[str, str] | None = Non
 
 
 @pytest.mark.parametrize(
-    ("script", "message"),
+    ("answers", "message"),
     [
         (
             [_status(401, b'{"error":"invalid_token","error_description":"expired"}')],
@@ -351,9 +365,9 @@ def _status(status: int, body: bytes = b"", headers: dict[str, str] | None = Non
     ],
 )
 async def test_polar_failures_become_actionable_tool_errors_and_the_server_stays_up(
-    polar: FakePolar, mode: str, script: list[Any], message: str
+    polar: FakePolar, mode: str, answers: list[Any], message: str
 ) -> None:
-    polar.script = list(script)
+    polar.answers = list(answers)
     async with Client(_server(polar), mode=mode) as client:  # type: ignore[arg-type]
         failed = await client.call_tool("list_downloadables", {})
         assert failed.is_error
@@ -363,16 +377,16 @@ async def test_polar_failures_become_actionable_tool_errors_and_the_server_stays
 
 
 async def test_a_transient_503_is_retried_and_answers_normally(polar: FakePolar, mode: str) -> None:
-    polar.script = [_status(503)]
+    polar.answers = [_status(503)]
     async with Client(_server(polar), mode=mode) as client:  # type: ignore[arg-type]
         result = await client.call_tool("list_downloadables", {})
     assert not result.is_error
-    assert len(polar.list_calls()) == 2
+    assert len(polar.listing_requests) == 2
 
 
 async def test_the_token_never_appears_in_any_output(polar: FakePolar, mode: str) -> None:
     canary = "polar_cst_CANARY_7f3a9c_do_not_leak"
-    polar.tokens = {canary}
+    polar.valid_tokens = {canary}
     env = {"POLAR_CUSTOMER_SESSION": canary}
     outputs: list[str] = []
     async with Client(_server(polar, env=env), mode=mode) as client:  # type: ignore[arg-type]
@@ -386,7 +400,7 @@ async def test_the_token_never_appears_in_any_output(polar: FakePolar, mode: str
         ]
         for name, arguments in calls:
             outputs.append((await client.call_tool(name, arguments)).model_dump_json())
-        polar.tokens = set()
+        polar.valid_tokens = set()
         outputs.append((await client.call_tool("list_downloadables", {})).model_dump_json())
     assert all(canary not in output for output in outputs)
     assert any("rejected the session token" in output for output in outputs)
@@ -394,11 +408,11 @@ async def test_the_token_never_appears_in_any_output(polar: FakePolar, mode: str
 
 async def test_once_polar_rejects_the_session_nothing_remembered_is_served(client: Client, polar: FakePolar) -> None:
     await client.call_tool("list_downloadables", {"query": "rust"})  # a whole-catalog snapshot, links remembered
-    polar.tokens = set()  # the session is revoked
+    polar.valid_tokens = set()  # the session is revoked
     rejected = await client.call_tool("list_downloadables", {})
     assert rejected.is_error
-    requests_before = len(polar.list_calls())
+    requests_before = len(polar.listing_requests)
     again = await client.call_tool("get_download_link", {"downloadable_id": "00000000-0000-4000-8000-000000000001"})
     assert again.is_error
     assert "rejected the session token" in _text(again)
-    assert len(polar.list_calls()) == requests_before + 1  # asked Polar, not the forgotten memory
+    assert len(polar.listing_requests) == requests_before + 1  # asked Polar, not the forgotten memory

@@ -13,8 +13,8 @@ from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID, demo_store
 from polar_mcp.double.store import Store
 from polar_mcp.http import build_http_app
-from tests.loopback import serve_asgi
-from tests.thirdparty.support import require_node_tools
+from tests.helpers.loopback import serve_asgi
+from tests.helpers.thirdparty import require_node_tools
 
 
 @pytest.fixture(autouse=True)

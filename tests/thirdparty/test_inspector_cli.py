@@ -16,7 +16,7 @@ import pytest
 from polar_mcp.config import Settings
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
-from tests.thirdparty.support import (
+from tests.helpers.thirdparty import (
     DEMO_SERVER,
     MASK,
     SHA256_HEX,

@@ -11,7 +11,7 @@ import pytest
 
 from polar_mcp.config import Settings
 from polar_mcp.double.store import Store
-from tests.thirdparty.support import (
+from tests.helpers.thirdparty import (
     DEMO_SERVER,
     TOOL_NAMES,
     demo_facts,

@@ -14,29 +14,28 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from polar_payloads import (
-    BENEFIT_A,
-    BENEFIT_B,
-    BENEFIT_GRANTS_PATH,
-    CUSTOMER_TOKEN,
-    INVALID_TOKEN_BODY,
-    INVALID_TOKEN_CHALLENGE,
-    NOW,
-    OTHER_CUSTOMER_TOKEN,
-    FakePolar,
-    FakeTime,
-    downloadable,
-    file_id,
-    item_id,
-    json_response,
-    make_client,
-    session,
-)
 
 from polar_mcp import download, present
 from polar_mcp.catalog import NAMES_TTL, Catalog, ItemNotFoundError
 from polar_mcp.core import saved_result
 from polar_mcp.polar.errors import AuthenticationError
+from tests.helpers.clock import NOW, FakeTime
+from tests.helpers.polar import (
+    BENEFIT_A,
+    BENEFIT_B,
+    BENEFIT_GRANTS_PATH,
+    CUSTOMER_TOKEN,
+    OTHER_CUSTOMER_TOKEN,
+    FakePolar,
+    by_token,
+    downloadable,
+    file_id,
+    invalid_token,
+    item_id,
+    json_response,
+    make_client,
+    session,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -409,12 +408,11 @@ async def test_names_are_cached_per_customer_token() -> None:
         items=[downloadable(1, "alice.pdf", benefit_id=BENEFIT_A)], benefits={BENEFIT_A: ("Ebooks", "Shop")}
     )
     bob = FakePolar(items=[downloadable(2, "bob.pdf", benefit_id=BENEFIT_B)], benefits={BENEFIT_B: ("Videos", "Shop")})
-    polars = {f"Bearer {CUSTOMER_TOKEN}": alice, f"Bearer {OTHER_CUSTOMER_TOKEN}": bob}
-
-    async def route(request: httpx2.Request) -> httpx2.Response:
-        return await polars[request.headers["Authorization"]](request)
-
-    catalog = Catalog(make_client(route, time), clock=time.clock, wall_clock=time.wall_clock)
+    catalog = Catalog(
+        make_client(by_token({CUSTOMER_TOKEN: alice, OTHER_CUSTOMER_TOKEN: bob}), time),
+        clock=time.clock,
+        wall_clock=time.wall_clock,
+    )
 
     seen = [await catalog.list(session(token)) for token in (CUSTOMER_TOKEN, OTHER_CUSTOMER_TOKEN, CUSTOMER_TOKEN)]
 
@@ -482,7 +480,7 @@ FAILURES = {
         "Polar is having trouble right now (HTTP 503); try again in a minute.",
     ),
     "401": (
-        lambda _request: json_response(401, INVALID_TOKEN_BODY, {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE}),
+        lambda _request: invalid_token(),
         1,
         "Polar rejected the session token: it is expired, revoked or invalid (customer session tokens live one hour).",
     ),
@@ -545,10 +543,7 @@ async def test_names_return_in_the_next_lifetime_once_the_grants_call_recovers()
 
 
 async def test_a_failing_listing_raises_its_own_error_whatever_the_names() -> None:
-    def listing_rejected(_request: httpx2.Request) -> httpx2.Response:
-        return json_response(401, INVALID_TOKEN_BODY, {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
-
-    world = World([], FakePolar(items=shop(), script=listing_rejected))
+    world = World([], FakePolar(items=shop(), script=lambda _request: invalid_token()))
 
     with pytest.raises(AuthenticationError):
         await world.catalog.list(session())

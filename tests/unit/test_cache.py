@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from polar_payloads import FakeTime
-
 from polar_mcp.cache import BoundedCache
+from tests.helpers.clock import FakeTime
 
 
 def cache(time: FakeTime, *, max_entries: int = 3, ttl: float = 60.0) -> BoundedCache[str, int]:

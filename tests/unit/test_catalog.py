@@ -7,20 +7,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from polar_payloads import (
-    BENEFIT_A,
-    BENEFIT_B,
-    BENEFIT_NAMES,
-    CUSTOMER_TOKEN,
-    OTHER_CUSTOMER_TOKEN,
-    FakePolar,
-    FakeTime,
-    downloadable,
-    file_id,
-    item_id,
-    make_client,
-    session,
-)
 
 from polar_mcp.catalog import (
     ACCEPTED_TTL,
@@ -34,6 +20,21 @@ from polar_mcp.catalog import (
 )
 from polar_mcp.polar.errors import AuthenticationError
 from polar_mcp.polar.models import Downloadable
+from tests.helpers.clock import FakeTime
+from tests.helpers.polar import (
+    BENEFIT_A,
+    BENEFIT_B,
+    BENEFIT_NAMES,
+    CUSTOMER_TOKEN,
+    OTHER_CUSTOMER_TOKEN,
+    FakePolar,
+    by_token,
+    downloadable,
+    file_id,
+    item_id,
+    make_client,
+    session,
+)
 
 
 class World:
@@ -415,18 +416,15 @@ class TwoCustomers:
     def __init__(self) -> None:
         self.time = FakeTime()
         self.polars = {
-            f"Bearer {CUSTOMER_TOKEN}": FakePolar(items=[downloadable(1, "Alice secret.pdf")]),
-            f"Bearer {OTHER_CUSTOMER_TOKEN}": FakePolar(items=[downloadable(2, "Bob notes.pdf")]),
+            CUSTOMER_TOKEN: FakePolar(items=[downloadable(1, "Alice secret.pdf")]),
+            OTHER_CUSTOMER_TOKEN: FakePolar(items=[downloadable(2, "Bob notes.pdf")]),
         }
         self.catalog = Catalog(
-            make_client(self.route, self.time), clock=self.time.clock, wall_clock=self.time.wall_clock
+            make_client(by_token(self.polars), self.time), clock=self.time.clock, wall_clock=self.time.wall_clock
         )
 
-    async def route(self, request: httpx2.Request) -> httpx2.Response:
-        return await self.polars[request.headers["Authorization"]](request)
-
     def calls(self, token: str) -> int:
-        return len(self.polars[f"Bearer {token}"].requests)
+        return len(self.polars[token].requests)
 
 
 @pytest.mark.anyio

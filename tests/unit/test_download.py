@@ -10,7 +10,16 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from download_support import (
+
+from polar_mcp.download import (
+    DownloadError,
+    DownloadRequest,
+    SavedFile,
+    default_download_dir,
+    download_file,
+    safe_file_name,
+)
+from tests.helpers.download import (
     BODY,
     BODY_SHA,
     LINK,
@@ -22,15 +31,6 @@ from download_support import (
     listing,
     redirect,
     streamed,
-)
-
-from polar_mcp.download import (
-    DownloadError,
-    DownloadRequest,
-    SavedFile,
-    default_download_dir,
-    download_file,
-    safe_file_name,
 )
 
 pytestmark = pytest.mark.anyio

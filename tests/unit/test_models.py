@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from polar_payloads import BASE_URL, BENEFIT_A, NOW, downloadable, file_id, item_id, page_body
 from pydantic import ValidationError
 
 from polar_mcp.polar.models import (
@@ -16,6 +15,15 @@ from polar_mcp.polar.models import (
     FileDownload,
     Pagination,
     SessionIntrospection,
+)
+from tests.helpers.clock import NOW
+from tests.helpers.polar import (
+    BASE_URL,
+    BENEFIT_A,
+    downloadable,
+    file_id,
+    item_id,
+    page_body,
 )
 
 EXPECTED_ONE = Downloadable(
@@ -233,3 +241,9 @@ def test_introspection_reads_the_expiry_and_ignores_the_rest() -> None:
     raw = {"expires_at": "2026-08-01T13:00:00", "return_url": "https://shop.example/back", "extra": 1}
 
     assert SessionIntrospection.model_validate(raw) == SessionIntrospection(expires_at=NOW + timedelta(hours=1))
+
+
+def test_the_storage_version_is_read_as_polar_sends_it() -> None:
+    raw = downloadable(1, storage_version="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY")
+
+    assert Downloadable.model_validate(raw).file.storage_version == "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"

@@ -9,29 +9,6 @@ from email.utils import format_datetime
 import anyio
 import httpx2
 import pytest
-from polar_payloads import (
-    BASE_URL,
-    BENEFIT_A,
-    BENEFIT_B,
-    CUSTOMER_TOKEN,
-    INVALID_TOKEN_BODY,
-    INVALID_TOKEN_CHALLENGE,
-    MEMBER_TOKEN,
-    NOW,
-    ORGANIZATION_TOKEN,
-    OTHER_CUSTOMER_TOKEN,
-    UNAUTHORIZED_BODY,
-    FakePolar,
-    FakeTime,
-    downloadable,
-    error_body,
-    item_id,
-    json_response,
-    make_client,
-    page_body,
-    session,
-    validation_body,
-)
 from pydantic import SecretStr
 
 from polar_mcp import __version__
@@ -58,33 +35,31 @@ from polar_mcp.polar.sessions import (
     principal_key,
     token_kind,
 )
+from tests.helpers.clock import NOW, FakeTime
+from tests.helpers.polar import (
+    BASE_URL,
+    BENEFIT_A,
+    BENEFIT_B,
+    CUSTOMER_TOKEN,
+    INVALID_TOKEN_BODY,
+    INVALID_TOKEN_CHALLENGE,
+    MEMBER_TOKEN,
+    ORGANIZATION_TOKEN,
+    OTHER_CUSTOMER_TOKEN,
+    UNAUTHORIZED_BODY,
+    FakePolar,
+    downloadable,
+    error_body,
+    invalid_token,
+    item_id,
+    json_response,
+    make_client,
+    page_body,
+    session,
+    validation_body,
+)
 
 SEED = 7
-
-Reply = httpx2.Response | type[httpx2.TransportError]
-
-
-class Replies:
-    """Answers each request with the next scripted reply (an exception class is raised)."""
-
-    def __init__(self, *replies: Reply, time: FakeTime | None = None, takes: float = 0.0) -> None:
-        self.replies = list(replies)
-        self.requests: list[httpx2.Request] = []
-        self.time = time
-        self.takes = takes
-
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        self.requests.append(request)
-        if self.time is not None:
-            self.time.advance(self.takes)
-        reply = self.replies.pop(0)
-        if isinstance(reply, httpx2.Response):
-            return reply
-        raise reply("scripted failure", request=request)
-
-    @property
-    def tokens(self) -> list[str | None]:
-        return [r.headers.get("Authorization") for r in self.requests]
 
 
 def ok() -> httpx2.Response:
@@ -102,24 +77,24 @@ def backoff(count: int, *, seed: int = SEED, base: float = 0.5, cap: float = 8.0
 
 @pytest.mark.anyio
 async def test_query_repeats_benefit_id_and_carries_page_and_limit() -> None:
-    replies = Replies(ok())
-    client = make_client(replies)
+    polar = FakePolar(answers=[ok()])
+    client = make_client(polar)
 
     await client.list_downloadables(session(), page=3, limit=25, benefit_ids=[BENEFIT_A, BENEFIT_B])
 
-    assert [str(r.url) for r in replies.requests] == [
+    assert [str(r.url) for r in polar.requests] == [
         f"{BASE_URL}/v1/customer-portal/downloadables/?benefit_id={BENEFIT_A}&benefit_id={BENEFIT_B}&page=3&limit=25"
     ]
 
 
 @pytest.mark.anyio
 async def test_a_plain_listing_asks_for_the_first_page_of_a_hundred() -> None:
-    replies = Replies(ok())
-    client = make_client(replies)
+    polar = FakePolar(answers=[ok()])
+    client = make_client(polar)
 
     await client.list_downloadables(session())
 
-    assert [str(r.url) for r in replies.requests] == [f"{BASE_URL}/v1/customer-portal/downloadables/?page=1&limit=100"]
+    assert [str(r.url) for r in polar.requests] == [f"{BASE_URL}/v1/customer-portal/downloadables/?page=1&limit=100"]
 
 
 def wire_headers(request: httpx2.Request) -> dict[str, str]:
@@ -130,13 +105,13 @@ def wire_headers(request: httpx2.Request) -> dict[str, str]:
 
 @pytest.mark.anyio
 async def test_each_request_carries_its_callers_bearer_token_and_our_user_agent() -> None:
-    replies = Replies(ok(), ok())
-    client = make_client(replies)
+    polar = FakePolar(answers=[ok(), ok()])
+    client = make_client(polar)
 
     await client.list_downloadables(session(CUSTOMER_TOKEN))
     await client.list_downloadables(session(MEMBER_TOKEN))
 
-    assert [wire_headers(r) for r in replies.requests] == [
+    assert [wire_headers(r) for r in polar.requests] == [
         {
             "host": "api.polar.sh",
             "accept": "application/json",
@@ -171,7 +146,7 @@ async def test_the_shared_http_client_holds_no_token() -> None:
 
 @pytest.mark.anyio
 async def test_polar_version_header_is_sent_only_when_configured() -> None:
-    plain, versioned = Replies(ok()), Replies(ok())
+    plain, versioned = FakePolar(answers=[ok()]), FakePolar(answers=[ok()])
 
     await make_client(plain).list_downloadables(session())
     await make_client(versioned, polar_version="2026-10").list_downloadables(session())
@@ -182,13 +157,13 @@ async def test_polar_version_header_is_sent_only_when_configured() -> None:
 
 @pytest.mark.anyio
 async def test_introspect_reads_when_the_session_expires() -> None:
-    replies = Replies(json_response(200, {"expires_at": "2026-08-01T13:00:00Z", "return_url": None}))
-    client = make_client(replies)
+    polar = FakePolar(answers=[json_response(200, {"expires_at": "2026-08-01T13:00:00Z", "return_url": None})])
+    client = make_client(polar)
 
     result = await client.introspect(session())
 
     assert result == SessionIntrospection(expires_at=NOW + timedelta(hours=1))
-    assert [str(r.url) for r in replies.requests] == [f"{BASE_URL}/v1/customer-portal/customer-session/introspect"]
+    assert [str(r.url) for r in polar.requests] == [f"{BASE_URL}/v1/customer-portal/customer-session/introspect"]
 
 
 @pytest.mark.anyio
@@ -205,7 +180,7 @@ async def test_a_drifted_page_is_read_leniently() -> None:
     del drifted["file"]["version"]
     drifted["file"]["download"]["url"] = "javascript:alert(1)"
     body = page_body([drifted], total_count=1, limit=100) | {"meta": {"next": None}}
-    client = make_client(Replies(json_response(200, body)))
+    client = make_client(FakePolar(answers=[json_response(200, body)]))
 
     page = await client.list_downloadables(session())
 
@@ -226,13 +201,13 @@ async def test_a_drifted_page_is_read_leniently() -> None:
 @pytest.mark.anyio
 async def test_a_5xx_is_retried_after_a_jittered_backoff() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(503), ok())
-    client = make_client(replies, time)
+    polar = FakePolar(answers=[httpx2.Response(503), ok()])
+    client = make_client(polar, time)
 
     page = await client.list_downloadables(session())
 
     assert [i.id for i in page.items] == [item_id(1)]
-    assert len(replies.requests) == 2
+    assert len(polar.requests) == 2
     assert time.waits == backoff(1)
     assert 0.25 <= time.waits[0] < 0.5
 
@@ -240,14 +215,14 @@ async def test_a_5xx_is_retried_after_a_jittered_backoff() -> None:
 @pytest.mark.anyio
 async def test_retries_stop_after_two_with_exponential_backoff() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(502), httpx2.Response(500), httpx2.Response(504), ok())
-    client = make_client(replies, time)
+    polar = FakePolar(answers=[httpx2.Response(502), httpx2.Response(500), httpx2.Response(504), ok()])
+    client = make_client(polar, time)
 
     with pytest.raises(ServerError) as raised:
         await client.list_downloadables(session())
 
     assert raised.value.status == 504
-    assert len(replies.requests) == 3
+    assert len(polar.requests) == 3
     assert time.waits == backoff(2)
     assert 0.25 <= time.waits[0] < 0.5 <= time.waits[1] < 1.0
 
@@ -255,9 +230,9 @@ async def test_retries_stop_after_two_with_exponential_backoff() -> None:
 @pytest.mark.anyio
 async def test_backoff_is_capped_by_the_policy() -> None:
     time = FakeTime()
-    replies = Replies(*[httpx2.Response(500)] * 4, ok())
+    polar = FakePolar(answers=[*[httpx2.Response(500)] * 4, ok()])
     policy = RetryPolicy(max_retries=4, base_delay=1.0, max_delay=2.5)
-    client = make_client(replies, time, retry=policy)
+    client = make_client(polar, time, retry=policy)
 
     await client.list_downloadables(session())
 
@@ -268,117 +243,117 @@ async def test_backoff_is_capped_by_the_policy() -> None:
 @pytest.mark.anyio
 async def test_a_408_is_retried() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(408), ok())
+    polar = FakePolar(answers=[httpx2.Response(408), ok()])
 
-    await make_client(replies, time).list_downloadables(session())
+    await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (2, backoff(1))
+    assert (len(polar.requests), time.waits) == (2, backoff(1))
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("failure", [httpx2.ConnectError, httpx2.RemoteProtocolError], ids=lambda f: f.__name__)
 async def test_a_connection_error_is_retried(failure: type[httpx2.TransportError]) -> None:
     time = FakeTime()
-    replies = Replies(failure, ok())
+    polar = FakePolar(answers=[failure, ok()])
 
-    await make_client(replies, time).list_downloadables(session())
+    await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (2, backoff(1))
+    assert (len(polar.requests), time.waits) == (2, backoff(1))
 
 
 @pytest.mark.anyio
 async def test_a_connection_that_never_comes_back_fails_after_two_retries() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.ConnectError, httpx2.ConnectError, httpx2.ConnectError, ok())
+    polar = FakePolar(answers=[httpx2.ConnectError, httpx2.ConnectError, httpx2.ConnectError, ok()])
 
     with pytest.raises(PolarConnectionError):
-        await make_client(replies, time).list_downloadables(session())
+        await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (3, backoff(2))
+    assert (len(polar.requests), time.waits) == (3, backoff(2))
 
 
 @pytest.mark.anyio
 async def test_retry_after_seconds_is_honoured() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(429, headers={"Retry-After": "3"}), ok())
+    polar = FakePolar(answers=[httpx2.Response(429, headers={"Retry-After": "3"}), ok()])
 
-    await make_client(replies, time).list_downloadables(session())
+    await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (2, [3.0])
+    assert (len(polar.requests), time.waits) == (2, [3.0])
 
 
 @pytest.mark.anyio
 async def test_retry_after_http_date_is_honoured() -> None:
     time = FakeTime()
     when = format_datetime(NOW + timedelta(seconds=5), usegmt=True)
-    replies = Replies(httpx2.Response(429, headers={"Retry-After": when}), ok())
+    polar = FakePolar(answers=[httpx2.Response(429, headers={"Retry-After": when}), ok()])
 
-    await make_client(replies, time).list_downloadables(session())
+    await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (2, [5.0])
+    assert (len(polar.requests), time.waits) == (2, [5.0])
 
 
 @pytest.mark.anyio
 async def test_a_429_without_retry_after_backs_off_like_a_5xx() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(429), ok())
+    polar = FakePolar(answers=[httpx2.Response(429), ok()])
 
-    await make_client(replies, time).list_downloadables(session())
+    await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (2, backoff(1))
+    assert (len(polar.requests), time.waits) == (2, backoff(1))
 
 
 @pytest.mark.anyio
 async def test_mixed_transient_failures_share_the_two_retries() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(503), httpx2.Response(429, headers={"Retry-After": "2"}), ok())
+    polar = FakePolar(answers=[httpx2.Response(503), httpx2.Response(429, headers={"Retry-After": "2"}), ok()])
 
-    await make_client(replies, time).list_downloadables(session())
+    await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (3, [backoff(1)[0], 2.0])
+    assert (len(polar.requests), time.waits) == (3, [backoff(1)[0], 2.0])
 
 
 @pytest.mark.anyio
 async def test_retry_after_longer_than_the_timeout_fails_at_once() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(429, headers={"Retry-After": "31"}), ok())
+    polar = FakePolar(answers=[httpx2.Response(429, headers={"Retry-After": "31"}), ok()])
 
     with pytest.raises(RateLimitedError) as raised:
-        await make_client(replies, time, timeout=30.0).list_downloadables(session())
+        await make_client(polar, time, timeout=30.0).list_downloadables(session())
 
     assert str(raised.value) == "Polar's rate limit was reached; retry after 31 s."
-    assert (len(replies.requests), time.waits) == (1, [])
+    assert (len(polar.requests), time.waits) == (1, [])
 
 
 @pytest.mark.anyio
 async def test_retry_after_that_would_overrun_the_deadline_fails_at_once() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(429, headers={"Retry-After": "5"}), ok(), time=time, takes=26.0)
+    polar = FakePolar(answers=[httpx2.Response(429, headers={"Retry-After": "5"}), ok()], time=time, takes=26.0)
 
     with pytest.raises(RateLimitedError):
-        await make_client(replies, time, timeout=30.0).list_downloadables(session())
+        await make_client(polar, time, timeout=30.0).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (1, [])
+    assert (len(polar.requests), time.waits) == (1, [])
 
 
 @pytest.mark.anyio
 async def test_no_backoff_wait_overruns_the_deadline() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(503), ok(), time=time, takes=0.8)
+    polar = FakePolar(answers=[httpx2.Response(503), ok()], time=time, takes=0.8)
 
     with pytest.raises(ServerError):
-        await make_client(replies, time, timeout=1.0).list_downloadables(session())
+        await make_client(polar, time, timeout=1.0).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (1, [])
+    assert (len(polar.requests), time.waits) == (1, [])
 
 
 @pytest.mark.anyio
 async def test_every_wait_fits_within_the_deadline() -> None:
     time = FakeTime()
     start = time.monotonic
-    replies = Replies(httpx2.Response(503), httpx2.Response(503), ok(), time=time, takes=0.2)
+    polar = FakePolar(answers=[httpx2.Response(503), httpx2.Response(503), ok()], time=time, takes=0.2)
 
-    await make_client(replies, time, timeout=2.0).list_downloadables(session())
+    await make_client(polar, time, timeout=2.0).list_downloadables(session())
 
     assert time.waits == backoff(2)
     assert time.monotonic - start < 2.0
@@ -401,34 +376,34 @@ async def test_every_wait_fits_within_the_deadline() -> None:
 )
 async def test_4xx_other_than_408_and_429_is_never_retried(response: httpx2.Response) -> None:
     time = FakeTime()
-    replies = Replies(response, ok())
+    polar = FakePolar(answers=[response, ok()])
 
     with pytest.raises(PolarError):
-        await make_client(replies, time).list_downloadables(session())
+        await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (1, [])
+    assert (len(polar.requests), time.waits) == (1, [])
 
 
 @pytest.mark.anyio
 async def test_a_malformed_answer_is_not_retried() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.Response(200, text="<html>captive portal</html>"), ok())
+    polar = FakePolar(answers=[httpx2.Response(200, text="<html>captive portal</html>"), ok()])
 
     with pytest.raises(MalformedResponseError):
-        await make_client(replies, time).list_downloadables(session())
+        await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (1, [])
+    assert (len(polar.requests), time.waits) == (1, [])
 
 
 @pytest.mark.anyio
 async def test_a_timeout_is_not_retried_because_the_deadline_is_spent() -> None:
     time = FakeTime()
-    replies = Replies(httpx2.ReadTimeout, ok())
+    polar = FakePolar(answers=[httpx2.ReadTimeout, ok()])
 
     with pytest.raises(PolarTimeoutError):
-        await make_client(replies, time).list_downloadables(session())
+        await make_client(polar, time).list_downloadables(session())
 
-    assert (len(replies.requests), time.waits) == (1, [])
+    assert (len(polar.requests), time.waits) == (1, [])
 
 
 # --- sessions and renewal ---------------------------------------------------------------------
@@ -459,82 +434,78 @@ class RenewingSource:
         return self.current
 
 
-def invalid_token() -> httpx2.Response:
-    return json_response(401, INVALID_TOKEN_BODY, {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
-
-
 @pytest.mark.anyio
 async def test_a_renewable_session_gets_exactly_one_retry_with_a_fresh_token() -> None:
     source = RenewingSource(CUSTOMER_TOKEN, OTHER_CUSTOMER_TOKEN)
-    replies = Replies(invalid_token(), ok())
+    polar = FakePolar(answers=[invalid_token(), ok()])
 
-    page = await make_client(replies).list_downloadables(source)
+    page = await make_client(polar).list_downloadables(source)
 
     assert [i.id for i in page.items] == [item_id(1)]
-    assert replies.tokens == [f"Bearer {CUSTOMER_TOKEN}", f"Bearer {OTHER_CUSTOMER_TOKEN}"]
+    assert polar.authorizations == [f"Bearer {CUSTOMER_TOKEN}", f"Bearer {OTHER_CUSTOMER_TOKEN}"]
     assert source.renewed == [CUSTOMER_TOKEN]
 
 
 @pytest.mark.anyio
 async def test_a_renewed_token_that_is_rejected_too_is_not_renewed_again() -> None:
     source = RenewingSource(CUSTOMER_TOKEN, OTHER_CUSTOMER_TOKEN)
-    replies = Replies(invalid_token(), invalid_token(), ok())
+    polar = FakePolar(answers=[invalid_token(), invalid_token(), ok()])
 
     with pytest.raises(AuthenticationError):
-        await make_client(replies).list_downloadables(source)
+        await make_client(polar).list_downloadables(source)
 
-    assert replies.tokens == [f"Bearer {CUSTOMER_TOKEN}", f"Bearer {OTHER_CUSTOMER_TOKEN}"]
+    assert polar.authorizations == [f"Bearer {CUSTOMER_TOKEN}", f"Bearer {OTHER_CUSTOMER_TOKEN}"]
     assert source.renewed == [CUSTOMER_TOKEN]
 
 
 @pytest.mark.anyio
 async def test_a_token_of_the_wrong_kind_is_not_renewed() -> None:
     source = RenewingSource(CUSTOMER_TOKEN, OTHER_CUSTOMER_TOKEN)
-    replies = Replies(json_response(401, UNAUTHORIZED_BODY), ok())
+    polar = FakePolar(answers=[json_response(401, UNAUTHORIZED_BODY), ok()])
 
     with pytest.raises(UnauthorizedError):
-        await make_client(replies).list_downloadables(source)
+        await make_client(polar).list_downloadables(source)
 
-    assert (len(replies.requests), source.renewed) == (1, [])
+    assert (len(polar.requests), source.renewed) == (1, [])
 
 
 @pytest.mark.anyio
 async def test_a_static_session_is_not_retried_after_invalid_token() -> None:
-    replies = Replies(invalid_token(), ok())
+    polar = FakePolar(answers=[invalid_token(), ok()])
 
     with pytest.raises(AuthenticationError):
-        await make_client(replies).list_downloadables(session())
+        await make_client(polar).list_downloadables(session())
 
-    assert replies.tokens == [f"Bearer {CUSTOMER_TOKEN}"]
+    assert polar.authorizations == [f"Bearer {CUSTOMER_TOKEN}"]
 
 
 @pytest.mark.anyio
 async def test_the_renewed_attempt_shares_the_original_deadline() -> None:
     time = FakeTime()
     source = RenewingSource(CUSTOMER_TOKEN, OTHER_CUSTOMER_TOKEN)
-    replies = Replies(invalid_token(), ok(), time=time, takes=31.0)
+    polar = FakePolar(answers=[invalid_token(), ok()], time=time, takes=31.0)
 
     with pytest.raises(PolarTimeoutError):
-        await make_client(replies, time, timeout=30.0).list_downloadables(source)
+        await make_client(polar, time, timeout=30.0).list_downloadables(source)
 
-    assert (len(replies.requests), source.renewed) == (1, [CUSTOMER_TOKEN])
+    assert (len(polar.requests), source.renewed) == (1, [CUSTOMER_TOKEN])
 
 
 @pytest.mark.anyio
 async def test_a_member_session_token_is_sent_like_a_customer_one() -> None:
-    replies = Replies(ok())
+    polar = FakePolar(answers=[ok()])
 
-    await make_client(replies).list_downloadables(session(MEMBER_TOKEN))
+    await make_client(polar).list_downloadables(session(MEMBER_TOKEN))
 
-    assert replies.tokens == [f"Bearer {MEMBER_TOKEN}"]
+    assert polar.authorizations == [f"Bearer {MEMBER_TOKEN}"]
 
 
 @pytest.mark.anyio
 async def test_a_missing_session_explains_how_to_configure_one_without_calling_polar() -> None:
-    replies = Replies(ok())
+    polar = FakePolar(answers=[ok()])
 
     with pytest.raises(ConfigurationError) as raised:
-        await make_client(replies).list_downloadables(MissingSession())
+        await make_client(polar).list_downloadables(MissingSession())
 
     assert str(raised.value) == (
         "No Polar session is configured. Set one of: POLAR_CUSTOMER_SESSION, a customer (polar_cst_…) or "
@@ -543,16 +514,16 @@ async def test_a_missing_session_explains_how_to_configure_one_without_calling_p
         "customer_sessions:write, with POLAR_CUSTOMER_ID or POLAR_EXTERNAL_CUSTOMER_ID, so polar-mcp creates "
         "sessions itself. Or run with --demo to try polar-mcp without an account."
     )
-    assert replies.requests == []
+    assert polar.requests == []
 
 
 @pytest.mark.anyio
 async def test_an_organization_token_is_refused_before_calling_polar() -> None:
-    replies = Replies(ok())
+    polar = FakePolar(answers=[ok()])
     source = StaticSession(SecretStr(ORGANIZATION_TOKEN), renew_hint="-")
 
     with pytest.raises(ConfigurationError) as raised:
-        await make_client(replies).list_downloadables(source)
+        await make_client(polar).list_downloadables(source)
 
     assert str(raised.value) == (
         "The configured token is an organization access token (polar_oat_…), but the customer portal "
@@ -561,7 +532,7 @@ async def test_an_organization_token_is_refused_before_calling_polar() -> None:
         "sessions itself."
     )
     assert ORGANIZATION_TOKEN not in str(raised.value)
-    assert replies.requests == []
+    assert polar.requests == []
 
 
 # --- the whole catalog ------------------------------------------------------------------------
@@ -637,25 +608,13 @@ async def test_pages_in_flight_never_exceed_the_per_principal_limit() -> None:
 @pytest.mark.anyio
 async def test_the_concurrency_limit_is_per_principal_not_global() -> None:
     fake = FakePolar(items=catalog(1_200))
-    in_flight: dict[str, int] = {}
-    peak: dict[str, int] = {}
-
-    async def counting(request: httpx2.Request) -> httpx2.Response:
-        who = request.headers["Authorization"]
-        in_flight[who] = in_flight.get(who, 0) + 1
-        peak[who] = max(peak.get(who, 0), in_flight[who])
-        try:
-            return await fake(request)
-        finally:
-            in_flight[who] -= 1
-
-    client = make_client(counting, limits=ClientLimits(per_principal_concurrency=2))
+    client = make_client(fake, limits=ClientLimits(per_principal_concurrency=2))
 
     async with anyio.create_task_group() as group:
         group.start_soon(client.list_all_downloadables, session(CUSTOMER_TOKEN))
         group.start_soon(client.list_all_downloadables, session(OTHER_CUSTOMER_TOKEN))
 
-    assert peak == {f"Bearer {CUSTOMER_TOKEN}": 2, f"Bearer {OTHER_CUSTOMER_TOKEN}": 2}
+    assert fake.peak_in_flight == {f"Bearer {CUSTOMER_TOKEN}": 2, f"Bearer {OTHER_CUSTOMER_TOKEN}": 2}
     assert fake.max_in_flight == 4
 
 
@@ -769,24 +728,24 @@ def test_principal_keys_are_stable_distinct_and_do_not_reveal_the_token() -> Non
 
 @pytest.mark.anyio
 async def test_a_deployment_without_a_token_asks_each_caller_for_a_bearer() -> None:
-    replies = Replies(ok())
+    polar = FakePolar(answers=[ok()])
 
     with pytest.raises(ConfigurationError) as raised:
-        await make_client(replies).list_downloadables(BearerRequired())
+        await make_client(polar).list_downloadables(BearerRequired())
 
     assert str(raised.value) == (
         "Send your own customer session token (polar_cst_…) or member session token (polar_mst_…) as "
         "`Authorization: Bearer …` with each request."
     )
-    assert replies.requests == []
+    assert polar.requests == []
 
 
 @pytest.mark.anyio
 async def test_a_probe_reaches_polar_without_any_token() -> None:
-    replies = Replies(httpx2.Response(404))
+    polar = FakePolar(answers=[httpx2.Response(404)])
 
-    assert await make_client(replies).probe("/v1/customer-portal/downloadables/") == 404
-    assert replies.tokens == [None]
+    assert await make_client(polar).probe("/v1/customer-portal/downloadables/") == 404
+    assert polar.authorizations == [None]
 
 
 # --- pages that contradict themselves ---------------------------------------------------------

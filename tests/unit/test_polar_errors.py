@@ -5,22 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from email.utils import format_datetime
 
+import anyio
 import httpx2
 import pytest
-from polar_payloads import (
-    CUSTOMER_TOKEN,
-    INVALID_TOKEN_BODY,
-    INVALID_TOKEN_CHALLENGE,
-    NOW,
-    UNAUTHORIZED_BODY,
-    FakeTime,
-    error_body,
-    json_response,
-    make_client,
-    page_body,
-    session,
-    validation_body,
-)
 
 from polar_mcp.polar.client import ClientLimits, RetryPolicy
 from polar_mcp.polar.errors import (
@@ -40,6 +27,20 @@ from polar_mcp.polar.errors import (
     error_from_response,
     parse_retry_after,
 )
+from tests.helpers.clock import NOW, FakeTime
+from tests.helpers.polar import (
+    CUSTOMER_TOKEN,
+    INVALID_TOKEN_BODY,
+    INVALID_TOKEN_CHALLENGE,
+    UNAUTHORIZED_BODY,
+    FakePolar,
+    error_body,
+    json_response,
+    make_client,
+    page_body,
+    session,
+    validation_body,
+)
 
 NO_RETRY = RetryPolicy(max_retries=0)
 
@@ -58,12 +59,8 @@ NOT_FOUND = (
 
 async def failure_of(response: httpx2.Response, **client_options: object) -> PolarError:
     """The error one call gets when Polar answers `response` (no retries unless asked)."""
-
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        return response
-
     options: dict[str, object] = {"retry": NO_RETRY, **client_options}
-    client = make_client(answer, **options)  # type: ignore[arg-type]
+    client = make_client(FakePolar(answers=[response]), **options)  # type: ignore[arg-type]
     with pytest.raises(PolarError) as raised:
         await client.list_downloadables(session())
     return raised.value
@@ -237,10 +234,7 @@ async def test_429_without_retry_after_asks_to_wait_a_minute() -> None:
 
 @pytest.mark.anyio
 async def test_transport_timeout_becomes_a_timeout_error_naming_the_setting() -> None:
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        raise httpx2.ReadTimeout("read timed out", request=request)
-
-    client = make_client(answer, timeout=2.5)
+    client = make_client(FakePolar(answers=[httpx2.ReadTimeout]), timeout=2.5)
 
     with pytest.raises(PolarError) as raised:
         await client.list_downloadables(session())
@@ -253,13 +247,11 @@ async def test_transport_timeout_becomes_a_timeout_error_naming_the_setting() ->
 
 @pytest.mark.anyio
 async def test_an_answer_slower_than_the_timeout_is_abandoned() -> None:
-    import anyio
-
-    async def never(request: httpx2.Request) -> httpx2.Response:
+    async def never(_request: httpx2.Request) -> httpx2.Response:
         await anyio.Event().wait()
         raise AssertionError("unreachable")
 
-    client = make_client(never, timeout=0.01)
+    client = make_client(FakePolar(answers=[never]), timeout=0.01)
 
     with pytest.raises(PolarError) as raised:
         await client.list_downloadables(session())
@@ -275,10 +267,7 @@ async def test_an_answer_slower_than_the_timeout_is_abandoned() -> None:
     "failure", [httpx2.ConnectError, httpx2.RemoteProtocolError, httpx2.ReadError], ids=lambda f: f.__name__
 )
 async def test_connection_failures_name_the_host_and_what_to_check(failure: type[httpx2.TransportError]) -> None:
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        raise failure("connection refused", request=request)
-
-    error = await failure_of_handler(answer)
+    error = await failure_of_handler(FakePolar(answers=[failure]))
 
     assert described(error) == (
         PolarConnectionError,
@@ -287,8 +276,8 @@ async def test_connection_failures_name_the_host_and_what_to_check(failure: type
     )
 
 
-async def failure_of_handler(handler: object) -> PolarError:
-    client = make_client(handler, retry=NO_RETRY)  # type: ignore[arg-type]
+async def failure_of_handler(polar: FakePolar) -> PolarError:
+    client = make_client(polar, retry=NO_RETRY)
     with pytest.raises(PolarError) as raised:
         await client.list_downloadables(session())
     return raised.value
@@ -372,10 +361,7 @@ async def test_a_body_exactly_at_the_cap_is_read() -> None:
     content = json_response(200, page_body([], total_count=0, limit=100)).content
     response = httpx2.Response(200, content=content)
 
-    def answer(request: httpx2.Request) -> httpx2.Response:
-        return response
-
-    client = make_client(answer, limits=ClientLimits(max_body_bytes=len(content)))
+    client = make_client(FakePolar(answers=[response]), limits=ClientLimits(max_body_bytes=len(content)))
 
     page = await client.list_downloadables(session())
 

@@ -9,23 +9,23 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from polar_payloads import (
-    BASE_URL,
-    BENEFIT_A,
-    BENEFIT_B,
-    BENEFIT_NAMES,
-    NOW,
-    benefit_grant,
-    downloadable,
-    file_id,
-    item_id,
-)
 
 from polar_mcp import present
 from polar_mcp.catalog import BenefitName, Listing
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.present import DownloadablesList, DownloadLink, FileItem
 from polar_mcp.untrusted import clean_text
+from tests.helpers.clock import NOW
+from tests.helpers.polar import (
+    BASE_URL,
+    BENEFIT_A,
+    BENEFIT_B,
+    BENEFIT_NAMES,
+    benefit_grant,
+    downloadable,
+    file_id,
+    item_id,
+)
 
 DIGEST = bytes(range(32))
 HEX = DIGEST.hex()
@@ -78,7 +78,7 @@ def test_sha256_comes_from_hex_or_base64_and_malformed_checksums_are_none(
 ) -> None:
     subject = item(1, checksum_sha256_hex=hex_value, checksum_sha256_base64=b64_value)
 
-    assert present.sha256_hex(subject) == expected
+    assert (subject.file.sha256, present.sha256_hex(subject)) == (expected, expected)
 
 
 # --- structured results -----------------------------------------------------------------------
@@ -393,3 +393,23 @@ def test_ambiguous_text_lists_the_candidates_safely() -> None:
         f"- Chapter 1.pdf · id {item_id(1)}\n"
         f"- Chapter 2.pdf · id {item_id(2)}"
     )
+
+
+@pytest.mark.parametrize(
+    ("verified", "expected"),
+    [
+        (True, "Already present, identical (SHA-256 matches): /d/Guide.pdf (2.3 MB). Nothing was downloaded."),
+        (
+            False,
+            "Already present, identical (unchanged since polar-mcp saved it): /d/Guide.pdf (2.3 MB). "
+            "Nothing was downloaded.",
+        ),
+    ],
+    ids=["by-checksum", "by-record"],
+)
+def test_a_skipped_download_says_what_vouches_for_the_file(verified: bool, expected: str) -> None:
+    saved = present.DownloadedFile(
+        path="/d/Guide.pdf", name="Guide.pdf", size_bytes=2_400_000, sha256=HEX, verified=verified, skipped=True
+    )
+
+    assert present.downloaded_text(saved) == expected

@@ -10,8 +10,7 @@ Three families:
 - hostile strings: control characters, ANSI and OSC escapes, forged lines, bidi overrides,
   zero-width characters, 10,000-character names.
 
-`ServingPolar` extends the tests' `FakePolar` to serve tiny files at its signed links, so
-`download_file` can succeed.
+`a_catalog()` is the tests' `FakePolar` serving tiny files at its signed links, so `download_file` can succeed.
 """
 
 from __future__ import annotations
@@ -22,16 +21,14 @@ import hashlib
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
-import httpx2
 from hypothesis import strategies as st
 
-from tests.fake_polar import BENEFIT_A, BENEFIT_B, FakePolar
+from tests.helpers.polar import BENEFIT_A, BENEFIT_B, FAR_FUTURE, FakePolar, downloadable
 
 OPENAPI = Path(__file__).parent.parent / "openapi" / "list-downloadables.openapi.json"
 SCHEMAS: dict[str, Any] = json.loads(OPENAPI.read_text(encoding="utf-8"))["components"]["schemas"]
@@ -283,7 +280,7 @@ def hostile_files(texts: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, 
     """A valid `FileDownload` whose name, mime type and version are `texts`; the rest fixed (cheap to draw)."""
 
     def build(name: str, mime_type: str, version: str | None, size: int) -> dict[str, Any]:
-        entry = cast(dict[str, Any], catalog_item(0, name, b"")["file"])
+        entry = cast(dict[str, Any], downloadable(0, name, content=b"")["file"])
         entry.update(id=str(uuid.uuid4()), mime_type=mime_type, version=version, size=size)
         entry["download"] = {"url": LINK_PREFIX + "signed", "headers": {}, "expires_at": "2030-01-01T00:00:00Z"}
         return entry
@@ -416,66 +413,21 @@ def bodies() -> st.SearchStrategy[bytes]:
 
 # --- a FakePolar whose links serve real (tiny) files ------------------------------------------------
 
-
-def catalog_item(
-    number: int, name: str, content: bytes, *, benefit_id: str = BENEFIT_A, headers: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """One downloadable as Polar shapes it, whose link `ServingPolar` answers with `content`."""
-    return {
-        "id": f"00000000-0000-4000-8000-{number:012d}",
-        "benefit_id": benefit_id,
-        "file": {
-            "id": f"ffffffff-0000-4000-8000-{number:012d}",
-            "organization_id": "99999999-9999-4999-8999-999999999999",
-            "name": name,
-            "path": f"org/{number}",
-            "mime_type": "application/octet-stream",
-            "size": len(content),
-            "storage_version": None,
-            "checksum_etag": None,
-            "checksum_sha256_base64": None,
-            "checksum_sha256_hex": hashlib.sha256(content).hexdigest(),
-            "last_modified_at": "2026-03-04T05:06:07Z",
-            "download": {
-                "url": f"{LINK_PREFIX}signed-{number}",
-                "headers": headers or {},
-                "expires_at": "2030-01-01T00:00:00Z",
-            },
-            "version": None,
-            "is_uploaded": True,
-            "service": "downloadable",
-            "size_readable": f"{len(content)} B",
-        },
-    }
+CATALOG_FILES: tuple[tuple[int, str, bytes, str], ...] = (
+    (1, "Rust Ebook.pdf", b"%PDF-1.7 rust", BENEFIT_A),
+    (2, "Rust Ebook.epub", b"PK epub rust", BENEFIT_A),
+    (3, "Async Course - Part 1.mp4", b"\x00\x00\x00 ftyp", BENEFIT_B),
+)
+"""Three small files under two named benefits: enough for unique, ambiguous and missing names."""
 
 
-@dataclass
-class ServingPolar(FakePolar):
-    """`FakePolar`, plus its signed links answer 200 with the file's bytes (as the 302'd storage would)."""
-
-    files: dict[str, bytes] = field(default_factory=dict[str, bytes])
-    """Link path -> content."""
-
-    def handle(self, request: httpx2.Request) -> httpx2.Response:
-        content = self.files.get(request.url.path)
-        if content is None:
-            return super().handle(request)
-        self.requests.append(request)
-        return httpx2.Response(200, content=content, headers={"Content-Type": "application/octet-stream"})
-
-    def serve(self, number: int, name: str, content: bytes, *, benefit_id: str = BENEFIT_A) -> dict[str, Any]:
-        entry = catalog_item(number, name, content, benefit_id=benefit_id)
-        self.items.append(entry)
-        self.files[f"/v1/customer-portal/downloadables/signed-{number}"] = content
-        return entry
-
-
-def a_catalog() -> ServingPolar:
-    """Three small files under two named benefits: enough for unique, ambiguous and missing names."""
-    polar = ServingPolar()
-    polar.serve(1, "Rust Ebook.pdf", b"%PDF-1.7 rust")
-    polar.serve(2, "Rust Ebook.epub", b"PK epub rust")
-    polar.serve(3, "Async Course - Part 1.mp4", b"\x00\x00\x00 ftyp", benefit_id=BENEFIT_B)
+def a_catalog() -> FakePolar:
+    """`CATALOG_FILES`, their signed links answering with their bytes (as the 302'd storage would)."""
+    polar = FakePolar()
+    for number, name, content, benefit_id in CATALOG_FILES:
+        polar.serve_file(
+            downloadable(number, name, content=content, benefit_id=benefit_id, expires_at=FAR_FUTURE), content
+        )
     return polar
 
 

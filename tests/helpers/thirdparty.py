@@ -34,7 +34,7 @@ NODE_TOOLS = ROOT / ".tools" / "node"
 NODE_BIN = NODE_TOOLS / "node_modules" / ".bin"
 INSPECTOR = NODE_BIN / "mcp-inspector"
 TS_SDK = NODE_TOOLS / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
-TS_CLIENT = Path(__file__).with_name("ts_client.mjs")
+TS_CLIENT = ROOT / "tests" / "thirdparty" / "ts_client.mjs"
 TIMEOUT = 120.0
 
 DEMO_SERVER = (sys.executable, "-m", "polar_mcp", "--demo")

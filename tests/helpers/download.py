@@ -6,8 +6,12 @@ import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import httpx2
 
 from polar_mcp.download import DownloadRequest, SavedFile, download_file
@@ -116,3 +120,28 @@ async def fetch(polar: Polar, request: DownloadRequest, directory: Path, **optio
 def listing(directory: Path) -> list[str]:
     """The folder's entries, less polar-mcp's record of what it saved there."""
     return sorted(entry for entry in os.listdir(directory) if entry != RECORD_NAME)
+
+
+def download_in_process(directory: str, barrier: Barrier, results: Queue[tuple[str, bool]]) -> None:
+    """In a child process: download one file without a checksum, holding its body until `barrier` is full.
+
+    Every process at the barrier has looked in the folder and found nothing, so all of them fetch.
+    """
+
+    async def main() -> SavedFile:
+        async def body() -> AsyncIterator[bytes]:
+            await anyio.to_thread.run_sync(lambda: barrier.wait(timeout=60))
+            yield BODY
+
+        def handle(request: httpx2.Request) -> httpx2.Response:
+            if str(request.url) == LINK:
+                return httpx2.Response(302, headers={"Location": STORAGE})
+            return httpx2.Response(200, content=body())
+
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handle)) as http:
+            return await download_file(
+                http, file_request(sha256=None, file_id="f1"), Path(directory), free_space=lambda _: PLENTY
+            )
+
+    saved = anyio.run(main)
+    results.put((str(saved.path), saved.skipped))

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.fake_polar import FakePolar
+from tests.helpers.polar import CUSTOMER_TOKEN, FAR_FUTURE, FakePolar, downloadable
 
 ORG_ID = "0a0a0a0a-0000-4000-8000-00000000000a"
 ORG = {"id": ORG_ID, "name": "Ferris Press", "slug": "ferris-press"}
@@ -51,9 +51,17 @@ class Session:
     kind: str = "customer"
 
 
+def item(number: int, name: str) -> dict[str, object]:
+    """A file whose link outlives the run."""
+    return downloadable(number, name, expires_at=FAR_FUTURE)
+
+
 @dataclass
 class SignInPolar(FakePolar):
-    """Sign-in endpoints in front of the listing fake; `now` is the fake's clock for session expiry."""
+    """Sign-in endpoints in front of the listing fake; `now` is the fake's clock for session expiry.
+
+    `valid_tokens` holds the sessions it has given out (and CUSTOMER_TOKEN): any other is refused.
+    """
 
     customers: dict[str, str] = field(default_factory=lambda: {ADA: "Ada Lovelace"})
     outbox: list[Mail] = field(default_factory=list[Mail])
@@ -64,7 +72,16 @@ class SignInPolar(FakePolar):
     token_prefix: str = "polar_cst_"
     drift: dict[str, httpx2.Response] = field(default_factory=dict[str, httpx2.Response])
 
-    def handle(self, request: httpx2.Request) -> httpx2.Response:
+    def __post_init__(self) -> None:
+        if self.valid_tokens is None:
+            self.valid_tokens = {CUSTOMER_TOKEN}
+
+    @property
+    def tokens(self) -> set[str]:
+        assert self.valid_tokens is not None
+        return self.valid_tokens
+
+    async def __call__(self, request: httpx2.Request) -> httpx2.Response:
         path = request.url.path
         if path in self.drift:
             self.requests.append(request)
@@ -92,7 +109,7 @@ class SignInPolar(FakePolar):
             self.requests.append(request)
             expires = session.expires_at.isoformat().replace("+00:00", "Z")
             return httpx2.Response(200, json={"expires_at": expires, "return_url": None})
-        return super().handle(request)
+        return await super().__call__(request)
 
     def _request(self, body: dict[str, object]) -> httpx2.Response:
         if self.rate_limited:
@@ -157,6 +174,9 @@ class SignInPolar(FakePolar):
     def last_code(self) -> str:
         return self.outbox[-1].code
 
+    def list_calls(self) -> list[httpx2.Request]:
+        return self.listing_requests
+
     def sign_in_calls(self) -> list[httpx2.Request]:
         return [r for r in self.requests if r.url.path.endswith(("/request", "/authenticate"))]
 
@@ -172,7 +192,7 @@ def asgi(polar: FakePolar) -> Starlette:
             headers=list(request.headers.items()),
             content=await request.body(),
         )
-        answer = polar.handle(forwarded)
+        answer = await polar(forwarded)
         headers = {k: v for k, v in answer.headers.items() if k != "content-length"}
         return Response(answer.read(), status_code=answer.status_code, headers=headers)
 

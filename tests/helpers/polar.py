@@ -1,11 +1,15 @@
-"""Polar-shaped payloads and a scriptable fake Polar for unit tests, behind `httpx2.MockTransport`.
+"""The one fake Polar of the unit and tool tests, behind `httpx2.MockTransport`, and Polar-shaped payloads.
 
 Items follow the `DownloadableRead` schema of the OpenAPI excerpt field for field; benefit grants and
 error bodies follow docs/POLAR-API.md. Nothing here knows polar-mcp's internals: tests see it only through HTTP.
+The embedded double (polar_mcp.double) is the faithful Polar over real HTTP; this one exists so a test can
+script exact answers (a 429 here, a 503 there) and count every request.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -19,6 +23,7 @@ from pydantic import SecretStr
 
 from polar_mcp.polar.client import ClientLimits, PolarClient, RetryPolicy
 from polar_mcp.polar.sessions import StaticSession
+from tests.helpers.clock import NOW, FakeTime
 
 BASE_URL = "https://api.polar.sh"
 DOWNLOADABLES_PATH = "/v1/customer-portal/downloadables/"
@@ -38,10 +43,9 @@ BENEFIT_NAMES: dict[str, tuple[str, str]] = {
 }
 """What `FakePolar` calls its benefits by default: (description, organization name) per benefit id."""
 
-NOW = datetime(2026, 8, 1, 12, 0, 0, tzinfo=UTC)
-"""The wall-clock moment every test starts at."""
-
 LINK_LIFETIME = timedelta(hours=1)
+FAR_FUTURE = datetime(2030, 1, 1, tzinfo=UTC)
+"""A link expiry for tests on the real clock (tools, CLI, properties): the link is fresh whenever they run."""
 
 INVALID_TOKEN_BODY = {
     "error": "invalid_token",
@@ -62,6 +66,11 @@ def file_id(number: int) -> str:
     return f"ffffffff-0000-4000-8000-{number:012d}"
 
 
+def link_path(number: int) -> str:
+    """The path of item `number`'s signed link."""
+    return f"{DOWNLOADABLES_PATH}signed-{number}"
+
+
 def downloadable(
     number: int,
     name: str | None = None,
@@ -69,11 +78,20 @@ def downloadable(
     benefit_id: str = BENEFIT_A,
     size: int = 1_234_567,
     expires_at: datetime | None = None,
+    content: bytes | None = None,
+    headers: dict[str, Any] | None = None,
     **file_fields: Any,
 ) -> dict[str, Any]:
-    """One `DownloadableRead` exactly as the OpenAPI excerpt shapes it; `file_fields` override."""
+    """One `DownloadableRead` exactly as the OpenAPI excerpt shapes it; `file_fields` override.
+
+    Its link expires an hour after `NOW` unless `expires_at` says otherwise, and carries `headers`. With
+    `content`, the size and SHA-256 are those bytes' (serve them with `FakePolar.serve_file`).
+    """
     name = name if name is not None else f"file-{number}.pdf"
     expires = expires_at if expires_at is not None else NOW + LINK_LIFETIME
+    if content is not None:
+        size = len(content)
+        file_fields = {"checksum_sha256_hex": hashlib.sha256(content).hexdigest(), **file_fields}
     file: dict[str, Any] = {
         "id": file_id(number),
         "organization_id": ORGANIZATION_ID,
@@ -87,8 +105,8 @@ def downloadable(
         "checksum_sha256_hex": None,
         "last_modified_at": "2026-03-04T05:06:07Z",
         "download": {
-            "url": f"{BASE_URL}/v1/customer-portal/downloadables/signed-{number}",
-            "headers": {},
+            "url": f"{BASE_URL}{link_path(number)}",
+            "headers": dict(headers or {}),
             "expires_at": expires.isoformat().replace("+00:00", "Z"),
         },
         "version": None,
@@ -168,78 +186,106 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return httpx2.Response(status, json=body, headers=headers)
 
 
+def invalid_token() -> httpx2.Response:
+    """Polar's answer to an expired, revoked or unknown session token."""
+    return json_response(401, INVALID_TOKEN_BODY, {"WWW-Authenticate": INVALID_TOKEN_CHALLENGE})
+
+
+Responder = Callable[[httpx2.Request], httpx2.Response | Awaitable[httpx2.Response | None] | None]
+"""Answers a request, or returns None to let the fake serve it as Polar would."""
+Reply = httpx2.Response | type[httpx2.TransportError] | Responder
+"""One scripted answer: a response, a transport failure (raised), or a responder."""
 Handler = Callable[[httpx2.Request], Coroutine[Any, Any, httpx2.Response]] | Callable[[httpx2.Request], httpx2.Response]
-
-
-@dataclass
-class FakeTime:
-    """A monotonic clock and a wall clock that only move when the code under test sleeps."""
-
-    monotonic: float = 1_000.0
-    wall: float = NOW.timestamp()
-    waits: list[float] = field(default_factory=list[float])
-
-    def clock(self) -> float:
-        return self.monotonic
-
-    def wall_clock(self) -> float:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.monotonic += seconds
-        self.wall += seconds
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.advance(seconds)
 
 
 @dataclass
 class FakePolar:
     """Serves `items` from the downloadables endpoint as Polar does, and records every request.
 
-    `script` answers downloadables requests first when it returns a response (a 429 here, a 503
-    there); `on_page` runs before a downloadables page is served, so a test can change the catalog
-    between pages; `slowness` holds some downloadables pages back (in event-loop turns) so they
-    finish after later ones.
+    Every request but a benefit-grants one is answered, in this order, by: its path's handler in
+    `routes` (a signed link's storage, an introspection); the next of the one-shot `answers` (a 429
+    here, a 503 there); the lasting `script` (page 3 always fails); then as Polar would. A responder
+    that returns None passes the request on. With `valid_tokens`, any other bearer token is refused
+    as Polar refuses an expired session. `on_page` runs before a downloadables page is served, so a
+    test can change the catalog between pages; `slowness` holds some pages back (in event-loop
+    turns) so they finish after later ones; `link_ttl` makes every served link expire that long
+    after the real now; each request takes `takes` seconds of `time`.
 
     The benefit-grants endpoint serves one downloadables grant per entry of `benefits` (benefit id:
     (description, seller)), paginated and filtered as Polar does; a benefit missing from it is
-    non-public and never listed there. `grants_script` answers grants requests first, separately
-    from `script`.
+    non-public and never listed there. `grants_script` answers grants requests first.
     """
 
     items: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
-    script: Callable[[httpx2.Request], httpx2.Response | None] | None = None
+    benefits: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(BENEFIT_NAMES))
+    valid_tokens: set[str] | None = None
+    routes: dict[str, Responder] = field(default_factory=dict[str, Responder])
+    answers: list[Reply] = field(default_factory=list[Reply])
+    script: Responder | None = None
+    grants_script: Responder | None = None
     on_page: Callable[[int], None] | None = None
     slowness: dict[int, int] = field(default_factory=dict[int, int])
-    benefits: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(BENEFIT_NAMES))
-    grants_script: Callable[[httpx2.Request], httpx2.Response | None] | None = None
+    link_ttl: timedelta | None = None
+    time: FakeTime | None = None
+    takes: float = 0.0
     requests: list[httpx2.Request] = field(default_factory=list[httpx2.Request])
     served_pages: list[int] = field(default_factory=list[int])
     served_grant_pages: list[int] = field(default_factory=list[int])
-    in_flight: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict[str, int])
+    peak_in_flight: dict[str, int] = field(default_factory=dict[str, int])
+    """Per `Authorization` header: the most requests it had in flight at once."""
     max_in_flight: int = 0
+
+    def transport(self) -> httpx2.MockTransport:
+        return httpx2.MockTransport(self)
 
     async def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        who = request.headers.get("Authorization", "")
+        self.in_flight[who] = self.in_flight.get(who, 0) + 1
+        self.peak_in_flight[who] = max(self.peak_in_flight.get(who, 0), self.in_flight[who])
+        self.max_in_flight = max(self.max_in_flight, sum(self.in_flight.values()))
         try:
+            if self.time is not None:
+                self.time.advance(self.takes)
             # Yield to the event loop so concurrent requests really overlap inside the handler.
-            page = int(request.url.params.get("page", "1"))
             grants = request.url.path == BENEFIT_GRANTS_PATH
+            page = int(request.url.params.get("page", "1"))
             for _ in range(3 + (0 if grants else self.slowness.get(page, 0))):
-                await _checkpoint()
+                await anyio.lowlevel.checkpoint()
             if grants:
-                if self.grants_script is not None and (scripted := self.grants_script(request)) is not None:
-                    return scripted
-                return self._serve_grants(request)
-            if self.script is not None and (scripted := self.script(request)) is not None:
-                return scripted
-            return self._serve(request)
+                return await self._answer_grants(request)
+            return await self._answer(request)
         finally:
-            self.in_flight -= 1
+            self.in_flight[who] -= 1
+
+    async def _answer_grants(self, request: httpx2.Request) -> httpx2.Response:
+        if (scripted := await _respond(self.grants_script, request)) is not None:
+            return scripted
+        return self._refused(request) or self._serve_grants(request)
+
+    async def _answer(self, request: httpx2.Request) -> httpx2.Response:
+        if (routed := await _respond(self.routes.get(request.url.path), request)) is not None:
+            return routed
+        while self.answers:
+            reply = self.answers.pop(0)
+            if isinstance(reply, type):
+                raise reply("scripted failure", request=request)
+            if isinstance(reply, httpx2.Response):
+                return reply
+            if (answered := await _respond(reply, request)) is not None:
+                return answered
+        if (scripted := await _respond(self.script, request)) is not None:
+            return scripted
+        if (refused := self._refused(request)) is not None:
+            return refused
+        if request.url.path != DOWNLOADABLES_PATH:
+            return json_response(404, {"detail": "Not Found"})
+        return self._serve(request)
+
+    def _refused(self, request: httpx2.Request) -> httpx2.Response | None:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        return invalid_token() if self.valid_tokens is not None and token not in self.valid_tokens else None
 
     def _serve_grants(self, request: httpx2.Request) -> httpx2.Response:
         assert request.method == "GET", request.method
@@ -267,7 +313,6 @@ class FakePolar:
         return json_response(200, page_body(grants[start : start + limit], total_count=len(grants), limit=limit))
 
     def _serve(self, request: httpx2.Request) -> httpx2.Response:
-        assert request.url.path == DOWNLOADABLES_PATH, request.url.path
         params = request.url.params
         page = int(params.get("page", "1"))
         limit = min(int(params.get("limit", "10")), 100)
@@ -277,7 +322,19 @@ class FakePolar:
         wanted = params.get_list("benefit_id")
         matching = [i for i in self.items if not wanted or i["benefit_id"] in wanted]
         start = (page - 1) * limit
-        return json_response(200, page_body(matching[start : start + limit], total_count=len(matching), limit=limit))
+        chosen = matching[start : start + limit]
+        if self.link_ttl is not None:
+            expires = (datetime.now(UTC) + self.link_ttl).isoformat()
+            chosen = [_with_expiry(i, expires) for i in chosen]
+        return json_response(200, page_body(chosen, total_count=len(matching), limit=limit))
+
+    def serve_file(self, item: dict[str, Any], content: bytes) -> dict[str, Any]:
+        """List `item`, and answer its signed link with `content`, as the storage behind Polar's 302 would."""
+        self.items.append(item)
+        self.routes[httpx2.URL(item["file"]["download"]["url"]).path] = lambda _request: httpx2.Response(
+            200, content=content, headers={"Content-Type": "application/octet-stream"}
+        )
+        return item
 
     @property
     def queries(self) -> list[list[tuple[str, str]]]:
@@ -285,18 +342,46 @@ class FakePolar:
         return [list(r.url.params.multi_items()) for r in self.requests]
 
     @property
+    def listing_requests(self) -> list[httpx2.Request]:
+        """The downloadables requests, in order."""
+        return [r for r in self.requests if r.url.path == DOWNLOADABLES_PATH]
+
+    @property
     def listing_queries(self) -> list[list[tuple[str, str]]]:
         """Each downloadables request's query, in order."""
-        return [list(r.url.params.multi_items()) for r in self.requests if r.url.path == DOWNLOADABLES_PATH]
+        return [list(r.url.params.multi_items()) for r in self.listing_requests]
 
     @property
     def grant_queries(self) -> list[list[tuple[str, str]]]:
         """Each benefit-grants request's query, in order."""
         return [list(r.url.params.multi_items()) for r in self.requests if r.url.path == BENEFIT_GRANTS_PATH]
 
+    @property
+    def authorizations(self) -> list[str | None]:
+        """Each request's `Authorization` header, in order."""
+        return [r.headers.get("Authorization") for r in self.requests]
 
-async def _checkpoint() -> None:
-    await anyio.lowlevel.checkpoint()
+
+async def _respond(responder: Responder | None, request: httpx2.Request) -> httpx2.Response | None:
+    if responder is None:
+        return None
+    answer = responder(request)
+    return await answer if inspect.isawaitable(answer) else answer
+
+
+def _with_expiry(entry: dict[str, Any], expires: str) -> dict[str, Any]:
+    file = dict(entry["file"])
+    file["download"] = {**file["download"], "expires_at": expires}
+    return {**entry, "file": file}
+
+
+def by_token(polars: dict[str, FakePolar]) -> Handler:
+    """One Polar serving several customers: each request reaches the fake of its bearer token."""
+
+    async def route(request: httpx2.Request) -> httpx2.Response:
+        return await polars[request.headers["Authorization"].removeprefix("Bearer ")](request)
+
+    return route
 
 
 def make_client(
@@ -310,7 +395,7 @@ def make_client(
     seed: int = 7,
     sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> PolarClient:
-    """A `PolarClient` on the process's real `AsyncClient`, whose transport is `handler`.
+    """A `PolarClient` on the process's real `AsyncClient`, whose transport is `handler` (a `FakePolar`).
 
     Its retries wait with `sleep` when given, else with `time.sleep` (which moves the fake clocks).
     """
