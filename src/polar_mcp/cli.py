@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polar-mcp",
         description="MCP server for the files a customer bought on Polar.sh. With no command it serves MCP.",
-        epilog="Tokens are read from the environment only (POLAR_CUSTOMER_SESSION or POLAR_ACCESS_TOKEN).",
+        epilog=(
+            "Tokens are read from the environment only (POLAR_CUSTOMER_SESSION or POLAR_ACCESS_TOKEN); "
+            "without one, `polar-mcp login` signs in with a code Polar e-mails you."
+        ),
         parents=[_options_parser(suppress=False)],
         # `list --all` must not be read as an abbreviation of --allowed-hosts.
         allow_abbrev=False,

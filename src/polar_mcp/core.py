@@ -440,7 +440,7 @@ def saved_result(saved: SavedFile, benefit: BenefitName | None) -> present.Downl
     )
 
 
-def _announce_stored(stored: StoredSession | None, settings: Settings) -> SignedIn | None:
+def _announce_stored(stored: StoredSession | None) -> SignedIn | None:
     """The stored sign-in, if any; a file that cannot be used is logged here and refused at first use."""
     if stored is None:
         return None
@@ -528,7 +528,7 @@ def configured_source(settings: Settings, client: PolarClient, stored: StoredSes
 
     Precedence: POLAR_CUSTOMER_SESSION, then minting with POLAR_ACCESS_TOKEN, then the stored sign-in.
     """
-    signed_in = _announce_stored(stored, settings)
+    signed_in = _announce_stored(stored)
     if settings.mode == "session":
         assert settings.customer_session is not None
         if settings.access_token is not None:

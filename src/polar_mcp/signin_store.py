@@ -395,6 +395,12 @@ def _seller_of(entry: dict[str, Any]) -> Seller:
     return Seller(str(entry["seller_id"]), str(entry["seller_slug"]), str(entry["seller_name"]))
 
 
+def _moment(value: Any) -> datetime:
+    """A time read back; one without a zone (a hand-edited file) is taken as UTC, as Polar's are."""
+    moment = datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _signed_in(e: dict[str, Any]) -> SignedIn | None:
     """An entry read back; one that is not well formed is skipped, not fatal."""
     try:
@@ -403,8 +409,8 @@ def _signed_in(e: dict[str, Any]) -> SignedIn | None:
             seller=_seller_of(e),
             email=str(e["email"]),
             token=SecretStr(str(e["token"])),
-            expires_at=datetime.fromisoformat(str(e["expires_at"])),
-            signed_in_at=datetime.fromisoformat(str(e["signed_in_at"])),
+            expires_at=_moment(e["expires_at"]),
+            signed_in_at=_moment(e["signed_in_at"]),
             name=e.get("name"),
             kind=e.get("kind"),
             role=e.get("role"),
@@ -420,7 +426,7 @@ def _pending(e: dict[str, Any]) -> PendingCode | None:
             seller=_seller_of(e),
             email=str(e["email"]),
             customer_id=e.get("customer_id"),
-            requested_at=datetime.fromisoformat(str(e["requested_at"])),
+            requested_at=_moment(e["requested_at"]),
         )
     except (KeyError, ValueError):
         return None
@@ -463,15 +469,6 @@ class StoredSession:
         self._current = self._store.active(self._api, self._organization)
         self._loaded = True
         return self._current
-
-    def use(self, signed_in: SignedIn) -> None:
-        """Switch to a session just signed in (it is the active one now)."""
-        self._current = signed_in
-        self._loaded = True
-
-    def forget(self) -> None:
-        self._current = None
-        self._loaded = True
 
     async def token(self) -> SecretStr:
         current = self.current()
