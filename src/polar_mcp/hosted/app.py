@@ -75,7 +75,7 @@ def build_signin_app(
         settings,
         use_configured_token=False,
         http_transport=http_transport,
-        signed_in=hosted.signed_in,
+        buyer_source=hosted.buyer_source,
         auth=auth,
         auth_server_provider=SigninProvider(hosted),
     )

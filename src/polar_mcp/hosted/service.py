@@ -131,7 +131,7 @@ class Hosted:
     async def prune(self) -> int:
         return await self.store.prune(self.clock())
 
-    def signed_in(self) -> BuyerSession | SignedOut:
+    def buyer_source(self) -> BuyerSession | SignedOut:
         """The session source of the buyer whose access token this request carries."""
         access = get_access_token()
         if access is None or access.subject is None:
