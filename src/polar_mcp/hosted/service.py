@@ -38,7 +38,8 @@ class Limits:
     codes_per_address: tuple[int, float] = (10, 900.0)
     codes_per_email: tuple[int, float] = (5, 3600.0)
     tries_per_address: tuple[int, float] = (30, 900.0)
-    registrations_per_address: tuple[int, float] = (20, 3600.0)
+    # Web hosts register from their own servers, one address for many buyers: a roomier limit.
+    registrations_per_address: tuple[int, float] = (120, 3600.0)
     code_minutes: int = 10
     code_tries: int = 5
 
