@@ -246,6 +246,8 @@ class Settings(BaseModel):
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise ValueError("must be the server's address such as https://files.example.com")
+        if parts.path.strip("/"):
+            raise ValueError("must be the server's address without a path: polar-mcp serves from the root")
         if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
             raise ValueError("must be https (plain http only for localhost, 127.0.0.1 or [::1])")
         return value.strip().rstrip("/")
