@@ -81,14 +81,13 @@ class Hosted:
         mailer: Mailer,
         clock: Callable[[], float] = time.time,
         limits: Limits | None = None,
-        lifetimes: Lifetimes | None = None,
     ) -> None:
         self.options = options
         self.polar = polar
         self.mailer = mailer
         self.clock = clock
         self.limits = limits or Limits()
-        self.lifetimes = lifetimes or Lifetimes()
+        self.lifetimes = Lifetimes()
         self.keys = Keys(options.secret_key)
         self._store: Store | None = None
         self._seller: Seller | None = None
