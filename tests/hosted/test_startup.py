@@ -68,6 +68,7 @@ def test_a_wrong_setting_is_named_without_its_secret_value(
     ("variable", "value", "named"),
     [
         ("POLAR_MCP_PUBLIC_URL", "http://files.example.com", "POLAR_MCP_PUBLIC_URL / --public-url: must be https"),
+        ("POLAR_MCP_PUBLIC_URL", "https://example.com/files", "POLAR_MCP_PUBLIC_URL / --public-url: must be the"),
         ("POLAR_CUSTOMER_ID", "9a7b4e1c-2d3f-4a5b-8c6d-7e8f9a0b1c2d", "each buyer signs in as themselves"),
         ("POLAR_MCP_REFRESH_TTL", "a month", "POLAR_MCP_REFRESH_TTL / --refresh-ttl: must be a duration"),
         ("POLAR_MCP_TRUSTED_PROXIES", "proxy.local", "POLAR_MCP_TRUSTED_PROXIES / --trusted-proxies: must be IP"),

@@ -64,10 +64,18 @@ async def test_expired_rows_are_removed_and_live_ones_kept(tmp_path: Path) -> No
         )
         await store.add_token("token-live", "refresh", "family-live", NOW + 99_999)
         assert await store.hit("counter", limit=5, window=10, now=NOW)
+        await store.add_client("client", "{}", [], NOW - 40 * 86400)  # its family is live
+        await store.add_client("unused", "{}", [], NOW - 40 * 86400)
+        await store.add_client("recent", "{}", [], NOW)
 
         removed = await store.prune(NOW + 100)
 
-        assert removed == 5
+        assert removed == 6
+        assert [await store.client(name) is not None for name in ("client", "unused", "recent")] == [
+            True,
+            False,
+            True,
+        ]
         assert [await store.count(table) for table in ("signin_flows", "authorization_codes", "oauth_tokens")] == [
             1,
             0,

@@ -138,14 +138,18 @@ def test_revoke_by_email_asks_polar_which_customers_have_it(
     )
 
 
-def test_prune_removes_expired_rows_and_says_how_many(database_url: str, cli: Cli) -> None:
+def test_prune_removes_expired_rows_and_long_unused_registrations_and_says_how_many(
+    database_url: str, cli: Cli
+) -> None:
     anyio.run(_seed, database_url)
 
     first = cli("hosted", "prune")
     again = cli("hosted", "prune")
 
-    assert (first.code, first.out) == (0, "removed 1 expired row\n")
+    # Grace's expired sign-in, and the app registered in 2025 that never signed anyone in.
+    assert (first.code, first.out) == (0, "removed 2 expired rows\n")
     assert (again.code, again.out) == (0, "removed 0 expired rows\n")
+    assert anyio.run(_live_families, database_url) == {"app-used": 3}
 
 
 @pytest.fixture

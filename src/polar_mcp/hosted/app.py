@@ -35,7 +35,7 @@ from polar_mcp.hosted.mail import Mailer
 from polar_mcp.hosted.options import MCP_PATH, hosted_options
 from polar_mcp.hosted.page import SigninPage, client_address
 from polar_mcp.hosted.provider import SigninProvider, raw_redirect_uris
-from polar_mcp.hosted.service import Hosted, Lifetimes, Limits
+from polar_mcp.hosted.service import Hosted, Limits
 from polar_mcp.polar.client import PolarClient
 from polar_mcp.polar.sessions import SESSION_PREFIXES
 from polar_mcp.server import build_server
@@ -51,14 +51,10 @@ def build_signin_app(
     *,
     clock: Callable[[], float] = time.time,
     limits: Limits | None = None,
-    lifetimes: Lifetimes | None = None,
-    http_transport: httpx2.AsyncBaseTransport | None = None,
-    mailer: Mailer | None = None,
 ) -> SigninGate:
-    """The ASGI app of `--auth signin`; its lifespan opens the database and checks every service."""
-    hosted, http = _hosted(
-        settings, clock=clock, limits=limits, lifetimes=lifetimes, http_transport=http_transport, mailer=mailer
-    )
+    """The ASGI app of `--auth signin`; its lifespan opens the database and checks every service.
+    Tests inject the clock and smaller limits."""
+    hosted, http = _hosted(settings, clock=clock, limits=limits)
     options = hosted.options
     # Validated from strings so the SDK's settings keep a path-less issuer without a trailing slash:
     # clients compare the issuer (and the `iss` of the redirect) as plain strings.
@@ -74,8 +70,7 @@ def build_signin_app(
     server = build_server(
         settings,
         use_configured_token=False,
-        http_transport=http_transport,
-        signed_in=hosted.signed_in,
+        buyer_source=hosted.buyer_source,
         auth=auth,
         auth_server_provider=SigninProvider(hosted),
     )
@@ -120,23 +115,17 @@ def build_signin_app(
 
 
 def _hosted(
-    settings: Settings,
-    *,
-    clock: Callable[[], float] = time.time,
-    limits: Limits | None = None,
-    lifetimes: Lifetimes | None = None,
-    http_transport: httpx2.AsyncBaseTransport | None = None,
-    mailer: Mailer | None = None,
+    settings: Settings, *, clock: Callable[[], float] = time.time, limits: Limits | None = None
 ) -> tuple[Hosted, httpx2.AsyncClient]:
     options = hosted_options(settings)
     # httpx2 logs every request URL at INFO, and a customer lookup's URL carries the buyer's e-mail;
     # the database drivers log statement parameters at DEBUG, which carry it too.
     for noisy in ("httpx2", "httpcore2", "aiosqlite", "sqlalchemy.engine"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    http = PolarClient.new_http_client(settings.base_url, settings.timeout, transport=http_transport)
+    http = PolarClient.new_http_client(settings.base_url, settings.timeout)
     polar = PolarClient(http, timeout=settings.timeout, polar_version=settings.api_version)
-    mailer = mailer or Mailer(options.smtp, options.mail_from)
-    return Hosted(options, polar=polar, mailer=mailer, clock=clock, limits=limits, lifetimes=lifetimes), http
+    mailer = Mailer(options.smtp, options.mail_from)
+    return Hosted(options, polar=polar, mailer=mailer, clock=clock, limits=limits), http
 
 
 def preflight(settings: Settings) -> None:

@@ -19,11 +19,10 @@ from polar_mcp.hosted.database import DEFAULT_POOL_SIZE
 from polar_mcp.hosted.mail import Mailer, MailError, SmtpServer, parse_smtp_url
 from polar_mcp.hosted.store import default_database_url
 from polar_mcp.polar.client import PolarClient, parse_json
-from polar_mcp.polar.customers import CUSTOMERS_PATH, customers_by_email, organization_by_slug
+from polar_mcp.polar.customers import CUSTOMERS_PATH, customers_by_email
 from polar_mcp.polar.errors import (
     AuthenticationError,
     ForbiddenError,
-    NotFoundError,
     PolarError,
     RequestValidationError,
     UnauthorizedError,
@@ -31,6 +30,7 @@ from polar_mcp.polar.errors import (
 from polar_mcp.polar.minting import CUSTOMER_SESSIONS_PATH
 from polar_mcp.polar.models import CustomersPage
 from polar_mcp.polar.sessions import ORGANIZATION_PREFIX
+from polar_mcp.polar.signin import SellerNotFoundError, find_organization
 
 MIN_SECRET_KEY = 32
 MCP_PATH = "/mcp"
@@ -154,9 +154,9 @@ async def check_services(
         problems.append(str(error))
     seller: Seller | None = None
     try:
-        organization = await organization_by_slug(client, options.organization)
+        organization = await find_organization(client, options.organization)
         seller = Seller(organization.id, organization.name)
-    except NotFoundError:
+    except SellerNotFoundError:
         problems.append(f"POLAR_ORGANIZATION: Polar knows no organization with the slug {options.organization!r}")
     except PolarError as error:
         problems.append(f"POLAR_ORGANIZATION: could not look the seller up ({type(error).__name__})")

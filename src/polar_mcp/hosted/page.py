@@ -131,7 +131,10 @@ class SigninPage:
             if form is None or not hosted.keys.csrf_valid(flow_id, browser, form.get("csrf", "")):
                 screen = Screen(
                     "Please try again",
-                    _p("This form was out of date or did not come from this page. Reload the page and try again."),
+                    _p(
+                        "This form was out of date or did not come from this page. "
+                        f'<a href="/signin/{escape(flow_id)}">Back to the sign-in</a>'
+                    ),
                     400,
                 )
                 return self._respond(screen, flow_id, browser, new_browser)
@@ -388,7 +391,7 @@ class SigninPage:
 
     def _respond(self, screen: Screen, flow_id: str, browser: str, new_browser: str | None = None) -> Response:
         csrf = self._hosted.keys.csrf_token(flow_id, browser) if flow_id else ""
-        seller = self._seller() if self._hosted.seller else ""
+        seller = self._seller()
         form = (
             f'<form method="post" action="/signin/{escape(flow_id)}" novalidate>'
             f'<input type="hidden" name="csrf" value="{csrf}">{screen.body}</form>'

@@ -235,9 +235,9 @@ class SigninProvider:
         return await self._issue(family, successor)
 
     async def _issue(self, family: Family, refresh: str) -> OAuthToken:
+        await self._hosted.store.touch_client(family.client_id, self._hosted.clock())
         access = new_secret(ACCESS_PREFIX)
         lifetime = self._hosted.lifetimes.access
-        await self._hosted.store.touch_client(family.client_id, self._hosted.clock())
         await self._hosted.store.add_token(
             self._hosted.keys.digest("token", access), "access", family.family_id, self._hosted.clock() + lifetime
         )

@@ -115,6 +115,8 @@ counters = sa.Table(
 MIGRATIONS: tuple[tuple[sa.Table, ...], ...] = ((clients, flows, codes, families, tokens, counters),)
 """Step N creates (or alters) what schema version N needs; the list only ever grows."""
 SCHEMA_VERSION = len(MIGRATIONS)
+UNUSED_CLIENT_LIFE = 30 * 86400.0
+"""A registration that no sign-in used for this long goes: registering is open to anyone."""
 
 
 def default_database_url() -> str:
@@ -501,13 +503,23 @@ class Store:
             return limit >= 1
         return False
 
+    async def touch_client(self, client_id: str, now: float) -> None:
+        """Note that a client was used (tokens issued): unused registrations are pruned."""
+        async with self._begin() as db:
+            await db.execute(sa.update(clients).where(clients.c.client_id == client_id).values(last_used_at=now))
+
     # Housekeeping --------------------------------------------------------------------------------
 
-    async def prune(self, now: float) -> int:
-        """Delete what expired; how many rows went."""
+    async def prune(self, now: float, *, unused_clients_after: float = UNUSED_CLIENT_LIFE) -> int:
+        """Delete what expired, and registrations unused for `unused_clients_after` seconds that hold
+        no live sign-in; how many rows went."""
         removed = 0
         async with self._begin() as db:
             for statement in (
+                sa.delete(clients).where(
+                    clients.c.last_used_at <= now - unused_clients_after,
+                    ~sa.exists().where(families.c.client_id == clients.c.client_id, families.c.expires_at > now),
+                ),
                 sa.delete(flows).where(flows.c.expires_at <= now),
                 sa.delete(codes).where(codes.c.expires_at <= now),
                 sa.delete(tokens).where(tokens.c.expires_at <= now),
@@ -527,11 +539,6 @@ class Store:
             return int((await db.execute(sa.select(sa.func.count()).select_from(chosen))).scalar() or 0)
 
     # Operators ----------------------------------------------------------------------------------
-
-    async def touch_client(self, client_id: str, now: float) -> None:
-        """Record that an app used its registration (a sign-in or a refresh)."""
-        async with self._begin() as db:
-            await db.execute(sa.update(clients).where(clients.c.client_id == client_id).values(last_used_at=now))
 
     async def clients_in_use(self, now: float) -> list[ClientRow]:
         """Every registered app with its live sign-ins, most recently used first."""

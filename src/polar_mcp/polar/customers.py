@@ -1,7 +1,6 @@
-"""The seller's side of Polar: its organization by slug, and its customers by e-mail or id.
+"""The seller's lookups with its organization token: customers by e-mail, a team's member.
 
-Used by the hosted sign-in only. Every call here but the organization lookup (public, no token)
-carries the organization token, which never appears in a message.
+Used by the hosted sign-in. The organization token never appears in a message.
 """
 
 from __future__ import annotations
@@ -16,21 +15,12 @@ from polar_mcp.polar.models import (
     CustomerMatch,
     CustomersPage,
     MembersPage,
-    PortalOrganization,
-    PublicOrganization,
 )
 
 CUSTOMERS_PATH = "/v1/customers/"
 MEMBERS_PATH = "/v1/members/"
-PORTAL_ORGANIZATION_PATH = "/v1/customer-portal/organizations/"
 MAX_MATCHES = 100
 """More customers than this for one e-mail is not a choice a person can make on a page."""
-
-
-async def organization_by_slug(client: PolarClient, slug: str) -> PublicOrganization:
-    """The organization whose portal address ends in `slug` (Polar's public portal endpoint)."""
-    body = await client.request("GET", PORTAL_ORGANIZATION_PATH + quote(slug, safe=""), token=None)
-    return parse_json(body, PortalOrganization).organization
 
 
 async def customers_by_email(client: PolarClient, organization_token: SecretStr, email: str) -> list[CustomerMatch]:

@@ -160,18 +160,6 @@ class CustomersPage(_Lenient):
     pagination: Pagination
 
 
-class PublicOrganization(_Lenient):
-    """The organization of `GET /v1/customer-portal/organizations/{slug}` (its name and id)."""
-
-    id: str
-    name: str
-    slug: str
-
-
-class PortalOrganization(_Lenient):
-    organization: PublicOrganization
-
-
 class MemberMatch(_Lenient):
     """A member of `GET /v1/members/`: one person of a team customer."""
 
