@@ -31,16 +31,20 @@ class Replica:
 
 
 @contextmanager
-def replicas(env: dict[str, str], ports: Sequence[int], logs: Path, *args: str) -> Iterator[list[Replica]]:
-    """`python -m polar_mcp ARGS` on each of `ports`, started together, all healthy before they are
-    yielded, stopped after; each one's output in `logs`/<port>.log."""
+def replicas(
+    env: dict[str, str], ports: Sequence[int], logs: Path, *args: str, workers: Sequence[int] = ()
+) -> Iterator[list[Replica]]:
+    """`python -m polar_mcp ARGS` on each of `ports` (with `--workers N` from `workers`, one each),
+    started together, all healthy before they are yielded, stopped after; each one's output in
+    `logs`/<port>.log."""
     running: list[tuple[subprocess.Popen[bytes], Replica]] = []
     try:
-        for port in ports:
+        for index, port in enumerate(ports):
             log = logs / f"{port}.log"
+            count = ["--workers", str(workers[index])] if workers else []
             with log.open("wb") as output:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "polar_mcp", "--host", "127.0.0.1", "--port", str(port), *args],
+                    [sys.executable, "-m", "polar_mcp", "--host", "127.0.0.1", "--port", str(port), *args, *count],
                     env=subprocess_env(**env),
                     stdin=subprocess.DEVNULL,
                     stdout=output,

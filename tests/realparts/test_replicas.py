@@ -1,6 +1,7 @@
 """Two replicas on one PostgreSQL serve one buyer interchangeably: two `polar-mcp --auth signin`
 processes, each on its own port under one public address (as behind a load balancer), sharing the
-database and the secret key. Polar is the double and the mail server is real, both in this process."""
+database and the secret key; the second runs two workers. Polar is the double and the mail server is
+real, both in this process."""
 
 from __future__ import annotations
 
@@ -75,7 +76,9 @@ def pair(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> 
             # Each test is a client address of its own (X-Forwarded-For), so counters start at zero.
             POLAR_MCP_TRUSTED_PROXIES="127.0.0.1",
         )
-        with replicas(env, ports, logs, "--transport", "http", "--auth", "signin") as (first, second):
+        # The second replica is itself two worker processes on its port.
+        args = ("--transport", "http", "--auth", "signin")
+        with replicas(env, ports, logs, *args, workers=(1, 2)) as (first, second):
             yield Pair(first, second, mailbox, polar, env)
 
 
@@ -212,3 +215,9 @@ async def _sign_in_across(http: httpx2.AsyncClient, pair: Pair, client_id: str) 
 
 async def _status(http: httpx2.AsyncClient, mcp_url: str, access_token: str) -> int:
     return (await tools_list(http, mcp_url, access_token)).status_code
+
+
+def test_the_second_replica_serves_from_two_worker_processes(pair: Pair) -> None:
+    started = re.findall(r"Started server process \[(\d+)\]", pair.second.log.read_text())
+
+    assert len(set(started)) == 2, pair.second.log.read_text()
