@@ -3,15 +3,18 @@ pool of the configured size; and start-up errors that say what is wrong without 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import anyio
 import pytest
 import sqlalchemy as sa
 
+from polar_mcp.cli import main
+from polar_mcp.exit_codes import ExitCode
 from polar_mcp.hosted.database import DatabaseError, async_url, check_server, open_engine
 from polar_mcp.hosted.store import SCHEMA_VERSION, Store, schema_version
-from tests.helpers.hosted import free_port
+from tests.helpers.hosted import free_port, hosted_env
 
 pytestmark = pytest.mark.anyio
 
@@ -133,3 +136,25 @@ def test_a_postgresql_older_than_12_is_refused_and_12_is_accepted() -> None:
         "POLAR_MCP_DATABASE_URL: PostgreSQL at db.internal:5433/polar runs PostgreSQL 11.22; "
         "polar-mcp needs 12 or newer"
     )
+
+
+def test_the_server_refuses_to_start_on_a_database_it_cannot_reach_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    for name in [name for name in os.environ if name.startswith("POLAR")]:
+        monkeypatch.delenv(name)
+    env = hosted_env("http://127.0.0.1:9", "smtp://127.0.0.1:9", "unused", "http://127.0.0.1:9")
+    env["POLAR_MCP_DATABASE_URL"] = f"postgresql://polar:{PASSWORD}@127.0.0.1:{port}/polar"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    code = main(["--port", str(free_port())])
+
+    err = capsys.readouterr().err
+    assert code == ExitCode.CONFIG
+    assert err.endswith(
+        f"polar-mcp: Cannot start signin: POLAR_MCP_DATABASE_URL: cannot reach PostgreSQL at 127.0.0.1:{port}/polar "
+        "(is the server running, and the port right?)\n"
+    )
+    assert PASSWORD not in err
