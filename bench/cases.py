@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -682,19 +682,18 @@ class _Side:
     url: str
     pid: int
     tokens: list[str]
-    latencies: list[float] = field(default_factory=list[float])
     calls_at_full_speed: int = 0
     seconds_at_full_speed: float = 0.0
     server_cpu: float = 0.0
     errors: int = 0
 
 
-async def _measure(sides: list[_Side], paced: float, saturated: float, rate: float) -> None:
+async def _measure(sides: list[_Side], paced: float, saturated: float, rate: float) -> list[list[float]]:
     """Every side's clients hold one MCP session each. First one untimed call each (a buyer's first
-    call mints their Polar session); then all sides at a steady pace together, their calls
-    interleaved (`rate` calls/s in all, below what the machine serves: each call's own cost, not its
-    wait behind a saturated CPU, and every side under the same conditions); then one side at a time
-    with every client calling as fast as it can (calls/s)."""
+    call mints their Polar session); then rounds at a steady pace (`rate` calls/s in all, below what
+    the machine serves: each call's own cost, not its wait behind a saturated CPU), each calling one
+    buyer of every side back to back; then one side at a time with every client calling as fast as
+    it can (calls/s). Returns the rounds: one latency per side each."""
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
@@ -708,6 +707,7 @@ async def _measure(sides: list[_Side], paced: float, saturated: float, rate: flo
         side.errors += bool(result.is_error)
         return time.perf_counter() - began
 
+    rounds: list[list[float]] = []
     async with AsyncExitStack() as stack:
         sessions: list[list[Client]] = []
         for side in sides:
@@ -724,23 +724,29 @@ async def _measure(sides: list[_Side], paced: float, saturated: float, rate: flo
                 for session in opened:
                     group.start_soon(call, side, session)
 
-        slots = [(sides[i], sessions[i][j]) for j in range(len(sessions[0])) for i in range(len(sides))]
-        period = len(slots) / rate
+        # One buyer of each side per slot: the slot calls them back to back (in turn first), so each
+        # round gives one latency per side measured within moments of the others.
+        slots = len(sessions[0])
+        period = slots * len(sides) / rate
         start = time.perf_counter()
 
-        async def steady(index: int, side: _Side, session: Client) -> None:
-            next_at = start + index * period / len(slots)
+        async def steady(index: int) -> None:
+            next_at = start + index * period / slots
+            turn = index
             while next_at < start + paced:
                 await anyio.sleep(max(0.0, next_at - time.perf_counter()))
-                took = await call(side, session)
-                if took is not None:
-                    side.latencies.append(took)
+                order = [(turn + offset) % len(sides) for offset in range(len(sides))]
+                took = {which: await call(sides[which], sessions[which][index]) for which in order}
+                row = [took[which] for which in range(len(sides))]
+                if all(value is not None for value in row):
+                    rounds.append([value for value in row if value is not None])
+                turn += 1
                 next_at += period
 
         with anyio.fail_after(paced + 120):
             async with anyio.create_task_group() as group:
-                for index, (side, session) in enumerate(slots):
-                    group.start_soon(steady, index, side, session)
+                for index in range(slots):
+                    group.start_soon(steady, index)
 
         for side, opened in zip(sides, sessions, strict=True):
             deadline = time.perf_counter() + saturated
@@ -757,6 +763,7 @@ async def _measure(sides: list[_Side], paced: float, saturated: float, rate: flo
                         group.start_soon(flat_out, side, session, deadline)
             side.seconds_at_full_speed = time.perf_counter() - began
             side.server_cpu = tree_cpu_seconds(side.pid) - cpu
+    return rounds
 
 
 def signin_load(
@@ -814,11 +821,10 @@ def signin_load(
                         }
                     base, pid = servers.enter_context(http_server_process(double.base_url, port=port, extra_env=extra))
                     sides.append(_Side(f"signin {kind}" if kind else "bearer", base + "/mcp", pid, tokens))
-                anyio.run(_measure, sides, paced, saturated, rate)
-            bearer = sides[0]
-            for side in sides:
+                rounds = anyio.run(_measure, sides, paced, saturated, rate)
+            for which, side in enumerate(sides):
                 errors += side.errors
-                p50 = ms(median(side.latencies)) if side.latencies else float("nan")
+                p50 = ms(median([row[which] for row in rounds])) if rounds else float("nan")
                 throughput = side.calls_at_full_speed / max(side.seconds_at_full_speed, 1e-9)
                 figures[f"{side.label}, {plural}: latency p50, all sides at {rate:g} calls/s (ms)"] = p50
                 figures[f"{side.label}, {plural}: calls/s, {clients} clients at full speed"] = round(throughput, 1)
@@ -826,10 +832,12 @@ def signin_load(
                     side.server_cpu * 1000 / max(1, side.calls_at_full_speed), 1
                 )
                 headline.append(f"{side.label} {count}w {throughput:.0f}/s")
-                if side is not bearer:
-                    extra_ms = round(p50 - ms(median(bearer.latencies)), 1)
-                    added[f"{side.label.removeprefix('signin ')}, {plural}"] = extra_ms
-                    figures[f"token check adds, {side.label.removeprefix('signin ')}, {plural} (ms, p50)"] = extra_ms
+                if which:
+                    # The median of each round's difference: the machine's moods cancel within a round.
+                    extra_ms = ms(median([row[which] - row[0] for row in rounds])) if rounds else float("nan")
+                    database = side.label.removeprefix("signin ")
+                    added[f"{database}, {plural}"] = extra_ms
+                    figures[f"token check adds, {database}, {plural} (ms, median of paired differences)"] = extra_ms
     figures["errors"] = errors
     worst = max(added.values())
     return {
@@ -847,8 +855,9 @@ def signin_load(
             "Three servers run at once for each worker count: `bearer` (each buyer sends a Polar session "
             "token), `signin` on SQLite and `signin` on PostgreSQL (each buyer sends polar-mcp's access "
             "token, stored as the sign-in stores it, checked in the database on every call). Latency: "
-            "all of them at a steady pace together, calls interleaved, so that every side meets the same "
-            "machine. Calls/s: one server at a time, every client as fast as it can. PostgreSQL is a "
+            "at a steady pace, in rounds that call one buyer of each server back to back (in turn first); "
+            "what a token check adds is the median of each round's difference, so that the machine's load "
+            "cancels within a round. Calls/s: one server at a time, every client as fast as it can. PostgreSQL is a "
             "throwaway local server (fsync off); server, clients, the double and the database share the "
             "machine's cores.",
         ],
