@@ -11,6 +11,8 @@ since is not fetched again, even when Polar gives no checksum.
 
 from __future__ import annotations
 
+import errno
+import dataclasses
 import hashlib
 import logging
 import os
@@ -23,7 +25,7 @@ from collections.abc import Awaitable, Callable, Generator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
 import anyio
 import anyio.to_thread
@@ -114,6 +116,26 @@ class DownloadError(Failure):
     """A download that could not be completed; `message` is safe to show and says what to do next."""
 
 
+class DiskFullError(DownloadError):
+    """The disk filled up while `name` was being written into `folder`; nothing partial was kept."""
+
+    def __init__(self, name: str, folder: Path) -> None:
+        super().__init__(
+            f"The disk holding {folder} is full: {name} could not be saved, and nothing partial was kept. "
+            "Free some space, or choose another folder."
+        )
+        self.name = name
+        self.folder = folder
+
+
+class RecordReads(Protocol):
+    """What a look for a saved copy reads: the record itself, or a snapshot of it taken for a whole sync."""
+
+    def copies(self, file_id: str) -> list[SavedEntry]: ...
+
+    def at(self, path: str) -> SavedEntry | None: ...
+
+
 class _RetryableError(Exception):
     """The storage transfer broke off in a way another attempt may fix; `reason` is safe to show."""
 
@@ -169,6 +191,7 @@ async def download_file(
     request: DownloadRequest,
     directory: Path,
     *,
+    folder: str = "",
     overwrite: bool = False,
     max_bytes: int | None = None,
     progress: Progress | None = None,
@@ -177,26 +200,26 @@ async def download_file(
     free_space: FreeSpace = _free_bytes,
     sleep: Sleep = anyio.sleep,
 ) -> SavedFile:
-    """Fetch one file into `directory`, verified and atomically, and say where it landed.
+    """Fetch one file into `directory` (into its sub-folder `folder`, one safe name, when given),
+    verified and atomically, and say where it landed.
 
     An identical file already there is kept and nothing is fetched: one whose SHA-256 matches
     Polar's checksum, or, without a checksum, one the folder's record shows polar-mcp saved for this
-    version of the file and that is unchanged since. A different file of the same name (compared
-    case-insensitively) gets the next free name `name (2).ext`, unless `overwrite`, which replaces
-    it. `http` must carry no credentials: none are added here. `free_space` and `sleep` (the wait
+    version of the file and that is unchanged since. A copy polar-mcp saved of an older version of
+    the file, untouched since, is replaced by the new version. Any other file of the same name
+    (compared case-insensitively) is kept and the new one gets the next free name `name (2).ext`,
+    unless `overwrite`, which replaces it. The record stays in `directory`, whatever the sub-folder.
+    `http` must carry no credentials: none are added here. `free_space` and `sleep` (the wait
     between storage retries) are seams for tests.
     """
     name = safe_file_name(request.name)
-    if max_bytes is not None and request.size_bytes > max_bytes:
-        raise DownloadError(
-            f"{name} is {human_size(request.size_bytes)}, over the download limit of {human_size(max_bytes)}. "
-            "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE (--max-download-size) to allow it."
-        )
-    root = _prepare_directory(directory)
+    check_size(name, request.size_bytes, max_bytes)
+    root = prepare_directory(directory)
     with _filesystem_errors(name, root), closing(DownloadRecord(root)) as record:
-        existing = await anyio.to_thread.run_sync(_identical_file, record, root, name, request, overwrite)
-        if existing is not None:
-            return existing
+        here = _prepare_folder(root, folder)
+        found = await anyio.to_thread.run_sync(_look, record, record, root, folder, name, request, overwrite)
+        if found.identical is not None:
+            return found.identical
         free = free_space(root)
         if request.size_bytes + _FREE_SPACE_MARGIN > free:
             raise DownloadError(
@@ -204,7 +227,7 @@ async def download_file(
                 f"plus {human_size(_FREE_SPACE_MARGIN)} to spare, and {human_size(free)} is free. "
                 "Free some space or choose another folder."
             )
-        temp = root / f".{name}.{secrets.token_hex(4)}.part"
+        temp = here / f".{name}.{secrets.token_hex(4)}.part"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         try:
             with os.fdopen(os.open(temp, flags, 0o666), "wb") as out:
@@ -218,7 +241,8 @@ async def download_file(
                     f"{name} arrived corrupted: its SHA-256 does not match Polar's checksum, so it was "
                     "deleted. Get a fresh link and try again."
                 )
-            path = await anyio.to_thread.run_sync(_commit, record, temp, root, name, request, digest, overwrite)
+            publish = _Publish(root, folder, name, overwrite, found.older)
+            path = await anyio.to_thread.run_sync(_commit, record, temp, publish, request, digest)
         finally:
             # Runs under cancellation and KeyboardInterrupt too; after a publish the temp is already gone.
             temp.unlink(missing_ok=True)
@@ -233,11 +257,22 @@ async def download_file(
     )
 
 
+def check_size(name: str, size: int, max_bytes: int | None) -> None:
+    """Refuse a file over the per-file cap, before anything is asked of Polar."""
+    if max_bytes is not None and size > max_bytes:
+        raise DownloadError(
+            f"{name} is {human_size(size)}, over the download limit of {human_size(max_bytes)}. "
+            "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE (--max-download-size) to allow it."
+        )
+
+
 @contextmanager
 def _filesystem_errors(name: str, root: Path) -> Generator[None]:
     try:
         yield
     except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(name, root) from error
         raise DownloadError(
             f"Could not save {name} in {root}: {error.strerror or type(error).__name__}. "
             "Check the folder's permissions and free space, or choose another folder."
@@ -249,7 +284,24 @@ def _filesystem_errors(name: str, root: Path) -> Generator[None]:
         ) from error
 
 
-def _prepare_directory(directory: Path) -> Path:
+def _prepare_folder(root: Path, folder: str) -> Path:
+    """`root/folder`, made if missing; refused if something other than a real folder holds the name."""
+    if not folder:
+        return root
+    if safe_file_name(folder) != folder:
+        raise ValueError(f"{folder!r} is not one safe folder name")
+    here = root / folder
+    here.mkdir(mode=0o700, exist_ok=True)
+    # A link there (even to a folder) could lead outside the download folder: only a real folder is used.
+    if not stat.S_ISDIR(here.lstat().st_mode):
+        raise DownloadError(
+            f"{here} is a link, not a folder, so nothing was saved through it. Move it away and try again."
+        )
+    return here
+
+
+def prepare_directory(directory: Path) -> Path:
+    """The download folder, resolved and made (private) if missing."""
     try:
         root = directory.expanduser().resolve()
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -262,36 +314,77 @@ def _prepare_directory(directory: Path) -> Path:
 
 def _same_name_entries(root: Path, name: str) -> list[str]:
     """Entries whose name equals `name` ignoring case and Unicode form, the exact one first."""
-    wanted = _fold(name)
-    matches = [entry for entry in os.listdir(root) if _fold(entry) == wanted]
+    wanted = fold_name(name)
+    matches = [entry for entry in os.listdir(root) if fold_name(entry) == wanted]
     return sorted(matches, key=lambda entry: (entry != name, entry))
 
 
-def _fold(name: str) -> str:
+def fold_name(name: str) -> str:
+    """A name as the filesystems of macOS and Windows compare it: ignoring case and Unicode form."""
     return unicodedata.normalize("NFC", name).casefold()
 
 
-def _identical_file(
-    record: DownloadRecord, root: Path, name: str, request: DownloadRequest, overwrite: bool
-) -> SavedFile | None:
-    """A file in `root` that is the one requested: under its name, or where polar-mcp saved it before.
+@dataclass(frozen=True)
+class Found:
+    """What a look in the target folder found for a requested file."""
+
+    identical: SavedFile | None = None
+    """A copy that is the requested file: nothing needs fetching."""
+    older: str | None = None
+    """The path of a copy polar-mcp saved of an older version, untouched since: the new version replaces it."""
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def _parent(relative: str) -> str:
+    return relative.rpartition("/")[0]
+
+
+def find_saved(
+    record: DownloadRecord, reads: RecordReads, root: Path, folder: str, request: DownloadRequest
+) -> Found:
+    """`download_file`'s look for a copy of `request` in `root/folder`, without fetching anything.
+
+    `reads` answers the record's questions (a snapshot of it for a whole sync); changes go to `record`.
+    Blocks: call it from a worker thread.
+    """
+    return _look(record, reads, root, folder, safe_file_name(request.name), request, False)
+
+
+def _look(
+    record: DownloadRecord,
+    reads: RecordReads,
+    root: Path,
+    folder: str,
+    name: str,
+    request: DownloadRequest,
+    overwrite: bool,
+) -> Found:
+    """A file in `root/folder` that is the one requested: under its name, or where polar-mcp saved it
+    before in that folder; else the older copy it may replace.
 
     With `overwrite` only its name counts: the caller wants that name to hold the file.
     """
-    copies = [] if overwrite else record.copies(request.file_id)
-    recorded = [entry.path for entry in copies if _confined(entry.path)]
-    for relative in dict.fromkeys([*_same_name_entries(root, name), *recorded]):
+    copies = [] if overwrite else reads.copies(request.file_id)
+    recorded = [entry.path for entry in copies if _confined(entry.path) and _parent(entry.path) == folder]
+    named = [_join(folder, entry) for entry in _same_name_entries(root / folder if folder else root, name)]
+    older: str | None = None
+    for relative in dict.fromkeys([*named, *recorded]):
         path = root / relative
         try:
             info = path.lstat()
         except (FileNotFoundError, NotADirectoryError):
             record.forget(relative)
             continue
-        if not stat.S_ISREG(info.st_mode) or info.st_size != request.size_bytes:
+        if not stat.S_ISREG(info.st_mode):
             continue
-        entry = record.at(relative)
-        judged = _judge(path, info, entry, request)
+        entry = reads.at(relative)
+        judged = _judge(path, info, entry, request) if info.st_size == request.size_bytes else None
         if judged is None:
+            if older is None and not overwrite and _older_copy(record, path, info, entry, request, name):
+                older = relative
             continue
         digest, by = judged
         # Adopts a file that was there before the record, and spares the next look a re-hash.
@@ -299,7 +392,7 @@ def _identical_file(
         if fresh != entry:
             record.put(fresh)
         logger.info("%s is already downloaded", relative)
-        return SavedFile(
+        identical = SavedFile(
             path=path,
             name=path.name,
             size_bytes=request.size_bytes,
@@ -308,7 +401,28 @@ def _identical_file(
             skipped=True,
             identical_by=by,
         )
-    return None
+        return Found(identical=identical)
+    return Found(older=older)
+
+
+def _older_copy(
+    record: DownloadRecord,
+    path: Path,
+    info: os.stat_result,
+    entry: SavedEntry | None,
+    request: DownloadRequest,
+    name: str,
+) -> bool:
+    """Whether `path` holds, under the requested name, exactly the bytes polar-mcp saved of this file before."""
+    if entry is None or entry.file_id != request.file_id or fold_name(path.name) != fold_name(name):
+        return False
+    if (entry.size, entry.mtime_ns) == (info.st_size, info.st_mtime_ns):
+        return True
+    if entry.size != info.st_size or _hash_file(path) != entry.sha256:
+        return False
+    # Only touched: recorded with its new time, so the replacement can tell nobody changed it meanwhile.
+    record.put(dataclasses.replace(entry, mtime_ns=info.st_mtime_ns))
+    return True
 
 
 def _judge(
@@ -358,27 +472,45 @@ def _confined(relative: str) -> bool:
     return bool(parts) and not PurePosixPath(relative).is_absolute() and ".." not in parts and "\\" not in relative
 
 
-def _commit(
-    record: DownloadRecord, temp: Path, root: Path, name: str, request: DownloadRequest, digest: str, overwrite: bool
-) -> Path:
+@dataclass(frozen=True)
+class _Publish:
+    """Where a finished download goes: its folder and name, and the older copy it may replace."""
+
+    root: Path
+    folder: str
+    name: str
+    overwrite: bool
+    older: str | None
+
+
+def _commit(record: DownloadRecord, temp: Path, publish: _Publish, request: DownloadRequest, digest: str) -> Path:
     """Publish the finished temp file and record it, unless another download saved the same bytes meanwhile.
 
     Under the record's write lock, so two downloads of one file (tasks or processes) leave one copy;
-    with `overwrite` they replace the one name in turn.
+    with `overwrite` they replace the one name in turn. The older copy is replaced only if it is still
+    exactly what polar-mcp saved.
     """
+    root, folder = publish.root, publish.folder
     with record.writing():
-        for entry in [] if overwrite else record.copies(request.file_id):
+        for entry in [] if publish.overwrite else record.copies(request.file_id):
             path = root / entry.path
             if (
                 _confined(entry.path)
+                and _parent(entry.path) == folder
                 and entry.sha256 == digest
                 and _same_version(entry, request)
                 and _untouched(path, entry)
             ):
                 logger.info("%s was saved by another download meanwhile", entry.path)
                 return path
-        path = _publish(temp, root, name, overwrite=overwrite)
-        record.put(_entry(path.name, request, path.lstat(), digest))
+        older = record.at(publish.older) if publish.older is not None else None
+        if older is not None and older.file_id == request.file_id and _untouched(root / older.path, older):
+            path = root / older.path
+            os.replace(temp, path)
+            logger.info("%s replaced by its new version", older.path)
+        else:
+            path = _publish(temp, root / folder if folder else root, publish.name, overwrite=publish.overwrite)
+        record.put(_entry(_join(folder, path.name), request, path.lstat(), digest))
         return path
 
 
@@ -425,10 +557,10 @@ def _publish(temp: Path, root: Path, name: str, *, overwrite: bool) -> Path:
 
 
 def _free_name(root: Path, name: str) -> str:
-    taken = {_fold(entry) for entry in os.listdir(root)}
+    taken = {fold_name(entry) for entry in os.listdir(root)}
     stem, extension = _split_extension(name)
     candidate, number = name, 1
-    while _fold(candidate) in taken:
+    while fold_name(candidate) in taken:
         number += 1
         candidate = _fit_parts(stem, f" ({number}){extension}")
     return candidate

@@ -39,13 +39,17 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 RECORD_NAME = ".polar-mcp.sqlite3"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 # Seconds a writer waits for another process's transaction; each lasts milliseconds.
 _BUSY_TIMEOUT = 30.0
 _COLUMNS = ("path", "file_id", "version", "last_modified", "storage_version", "size", "mtime_ns", "sha256")
+_FOLDER_COLUMNS = ("benefit_id", "folder")
 _SELECT = "SELECT path, file_id, version, last_modified, storage_version, size, mtime_ns, sha256 FROM files"
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS files (
+# Each schema version's statements, applied in turn from the record's `user_version` up: version 2
+# adds the sync's folder per benefit without touching the files of version 1.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE IF NOT EXISTS files (
         path TEXT PRIMARY KEY,
         file_id TEXT NOT NULL,
         version TEXT,
@@ -55,8 +59,15 @@ _SCHEMA = (
         mtime_ns INTEGER NOT NULL,
         sha256 TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS files_by_file_id ON files (file_id)",
-)
+        "CREATE INDEX IF NOT EXISTS files_by_file_id ON files (file_id)",
+    ),
+    2: (
+        """CREATE TABLE IF NOT EXISTS folders (
+        benefit_id TEXT PRIMARY KEY,
+        folder TEXT NOT NULL UNIQUE
+    )""",
+    ),
+}
 # SQLite's companions of a database file: a hot journal must never meet a new database.
 _COMPANIONS = ("-journal", "-wal", "-shm")
 
@@ -135,6 +146,19 @@ class DownloadRecord:
             create=True,
         )
 
+    def entries(self) -> list[SavedEntry]:
+        """Every recorded path, oldest first: one read for a whole sync rather than one per file."""
+        return [_entry(row) for row in self._query(_SELECT + " ORDER BY rowid", (), create=False)]
+
+    def folders(self) -> dict[str, str]:
+        """The sub-folder chosen for each benefit id, as a sync first chose it."""
+        rows = self._query("SELECT benefit_id, folder FROM folders ORDER BY rowid", (), create=False)
+        return {benefit_id: folder for benefit_id, folder in rows}
+
+    def choose_folder(self, benefit_id: str, folder: str) -> None:
+        """Keep `folder` as the benefit's sub-folder; call inside `writing`, having checked it is free."""
+        self._query("INSERT INTO folders (benefit_id, folder) VALUES (?, ?)", (benefit_id, folder), create=True)
+
     def forget(self, path: str) -> None:
         self._query("DELETE FROM files WHERE path = ?", (path,), create=False)
 
@@ -200,17 +224,20 @@ def _check(connection: sqlite3.Connection) -> str | None:
         return "damaged"
     connection.execute("BEGIN IMMEDIATE")
     try:
-        if connection.execute("PRAGMA user_version").fetchone()[0] == 0:
-            for statement in _SCHEMA:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version + 1, _SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
                 connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            connection.execute(f"PRAGMA user_version = {step}")
         columns = {row[1] for row in connection.execute("PRAGMA table_info(files)")}
+        folder_columns = {row[1] for row in connection.execute("PRAGMA table_info(folders)")}
     except BaseException:
         connection.rollback()
         raise
     connection.execute("COMMIT")
     # A later polar-mcp may add columns and tables, never take these away.
-    return None if columns.issuperset(_COLUMNS) else "not a record of polar-mcp"
+    usable = columns.issuperset(_COLUMNS) and folder_columns.issuperset(_FOLDER_COLUMNS)
+    return None if usable else "not a record of polar-mcp"
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -158,16 +159,55 @@ async def test_a_file_only_touched_since_is_hashed_again_found_unchanged_and_its
     assert [entry.mtime_ns for entry in recorded(tmp_path)] == [1_700_000_000_000_000_000]
 
 
-@pytest.mark.parametrize(
+NEWER_VERSIONS = pytest.mark.parametrize(
     "changed",
     [{"version": "2"}, {"last_modified": "2026-05-06T07:08:09+00:00"}, {"storage_version": "v2"}],
     ids=["version", "last-modified", "storage-version"],
 )
-async def test_a_new_version_on_polar_is_fetched_again_and_the_saved_one_kept(
+
+
+@NEWER_VERSIONS
+async def test_a_new_version_on_polar_replaces_the_untouched_copy_polar_mcp_saved(
     tmp_path: Path, changed: dict[str, str]
 ) -> None:
     polar = Polar()
     await fetch(polar, UNCHECKED, tmp_path)
+    newer = dataclasses.replace(UNCHECKED, **changed)
+    new_body = BODY[::-1]
+    polar.body = new_body
+
+    again = await fetch(polar, newer, tmp_path)
+    once_more = await fetch(polar, newer, tmp_path)
+
+    assert (again.name, again.skipped) == ("report.pdf", False)
+    assert (tmp_path / "report.pdf").read_bytes() == new_body
+    assert once_more.skipped
+    assert polar.hits(LINK) == 2
+    assert listing(tmp_path) == ["report.pdf"]
+    assert recorded(tmp_path) == [entry_for(tmp_path, "report.pdf", newer, hashlib.sha256(new_body).hexdigest())]
+
+
+async def test_a_new_version_with_a_new_checksum_replaces_the_untouched_copy_only_touched_since(tmp_path: Path) -> None:
+    polar = Polar()
+    await fetch(polar, file_request(file_id="f1"), tmp_path)
+    os.utime(tmp_path / "report.pdf", ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    new_body = BODY[::-1]
+    polar.body = new_body
+
+    again = await fetch(polar, file_request(body=new_body, file_id="f1"), tmp_path)
+
+    assert (again.name, again.skipped, again.verified) == ("report.pdf", False, True)
+    assert (tmp_path / "report.pdf").read_bytes() == new_body
+    assert listing(tmp_path) == ["report.pdf"]
+
+
+@NEWER_VERSIONS
+async def test_a_new_version_on_polar_is_saved_beside_a_copy_the_user_edited(
+    tmp_path: Path, changed: dict[str, str]
+) -> None:
+    polar = Polar()
+    await fetch(polar, UNCHECKED, tmp_path)
+    (tmp_path / "report.pdf").write_bytes(b"my annotated copy")
     newer = dataclasses.replace(UNCHECKED, **changed)
 
     again = await fetch(polar, newer, tmp_path)
@@ -175,7 +215,19 @@ async def test_a_new_version_on_polar_is_fetched_again_and_the_saved_one_kept(
 
     assert (again.name, again.skipped) == ("report (2).pdf", False)
     assert once_more == skipped_at(tmp_path / "report (2).pdf")
+    assert (tmp_path / "report.pdf").read_bytes() == b"my annotated copy"
     assert polar.hits(LINK) == 2
+    assert listing(tmp_path) == ["report (2).pdf", "report.pdf"]
+
+
+async def test_an_untouched_copy_of_another_file_of_the_same_name_is_never_replaced(tmp_path: Path) -> None:
+    polar = Polar()
+    await fetch(polar, UNCHECKED, tmp_path)
+    other = dataclasses.replace(UNCHECKED, file_id="f2", version="2")
+
+    saved = await fetch(polar, other, tmp_path)
+
+    assert (saved.name, saved.skipped) == ("report (2).pdf", False)
     assert listing(tmp_path) == ["report (2).pdf", "report.pdf"]
 
 
