@@ -11,8 +11,8 @@ since is not fetched again, even when Polar gives no checksum.
 
 from __future__ import annotations
 
-import errno
 import dataclasses
+import errno
 import hashlib
 import logging
 import os
@@ -31,8 +31,8 @@ import anyio
 import anyio.to_thread
 import httpx2
 
+from polar_mcp.download_failures import DiskFullError, DownloadError
 from polar_mcp.download_record import DownloadRecord, RecordError, SavedEntry
-from polar_mcp.failure import Failure
 from polar_mcp.untrusted import clean_text, human_size
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ NAME_LIMIT_BYTES = 200
 _CHUNK = 64 * 1024
 _RETRY_DELAY = 0.5
 _PROGRESS_STEP = 256 * 1024
-# Room left over for the filesystem's own bookkeeping, so a download never fills the disk to the byte.
-_FREE_SPACE_MARGIN = 10_000_000
+FREE_SPACE_MARGIN = 10_000_000
+"""Room left over for the filesystem's own bookkeeping, so a download never fills the disk to the byte."""
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 _WINDOWS_ILLEGAL = re.compile(r'[<>:"|?*]')
@@ -112,22 +112,6 @@ class SavedFile:
     folder's record shows polar-mcp saved this version of the file there and it is unchanged since."""
 
 
-class DownloadError(Failure):
-    """A download that could not be completed; `message` is safe to show and says what to do next."""
-
-
-class DiskFullError(DownloadError):
-    """The disk filled up while `name` was being written into `folder`; nothing partial was kept."""
-
-    def __init__(self, name: str, folder: Path) -> None:
-        super().__init__(
-            f"The disk holding {folder} is full: {name} could not be saved, and nothing partial was kept. "
-            "Free some space, or choose another folder."
-        )
-        self.name = name
-        self.folder = folder
-
-
 class RecordReads(Protocol):
     """What a look for a saved copy reads: the record itself, or a snapshot of it taken for a whole sync."""
 
@@ -182,7 +166,8 @@ def _xdg_download_dir(user_dirs: Path, home: Path) -> Path | None:
     return None
 
 
-def _free_bytes(directory: Path) -> int:
+def free_bytes(directory: Path) -> int:
+    """Bytes free on the filesystem of `directory`."""
     return shutil.disk_usage(directory).free
 
 
@@ -197,7 +182,7 @@ async def download_file(
     progress: Progress | None = None,
     max_redirects: int = 5,
     storage_retries: int = 2,
-    free_space: FreeSpace = _free_bytes,
+    free_space: FreeSpace = free_bytes,
     sleep: Sleep = anyio.sleep,
 ) -> SavedFile:
     """Fetch one file into `directory` (into its sub-folder `folder`, one safe name, when given),
@@ -221,10 +206,10 @@ async def download_file(
         if found.identical is not None:
             return found.identical
         free = free_space(root)
-        if request.size_bytes + _FREE_SPACE_MARGIN > free:
+        if request.size_bytes + FREE_SPACE_MARGIN > free:
             raise DownloadError(
                 f"Not enough free space in {root} for {name}: it needs {human_size(request.size_bytes)} "
-                f"plus {human_size(_FREE_SPACE_MARGIN)} to spare, and {human_size(free)} is free. "
+                f"plus {human_size(FREE_SPACE_MARGIN)} to spare, and {human_size(free)} is free. "
                 "Free some space or choose another folder."
             )
         temp = here / f".{name}.{secrets.token_hex(4)}.part"
@@ -342,9 +327,7 @@ def _parent(relative: str) -> str:
     return relative.rpartition("/")[0]
 
 
-def find_saved(
-    record: DownloadRecord, reads: RecordReads, root: Path, folder: str, request: DownloadRequest
-) -> Found:
+def find_saved(record: DownloadRecord, reads: RecordReads, root: Path, folder: str, request: DownloadRequest) -> Found:
     """`download_file`'s look for a copy of `request` in `root/folder`, without fetching anything.
 
     `reads` answers the record's questions (a snapshot of it for a whole sync); changes go to `record`.

@@ -87,6 +87,23 @@ class SavedEntry:
     sha256: str
 
 
+class Snapshot:
+    """The record as read at one moment: answers a whole sync's questions without a query per file."""
+
+    def __init__(self, entries: list[SavedEntry]) -> None:
+        self.entries = entries
+        self._by_path = {entry.path: entry for entry in entries}
+        self._by_file: dict[str, list[SavedEntry]] = {}
+        for entry in entries:
+            self._by_file.setdefault(entry.file_id, []).append(entry)
+
+    def copies(self, file_id: str) -> list[SavedEntry]:
+        return list(self._by_file.get(file_id, ()))
+
+    def at(self, path: str) -> SavedEntry | None:
+        return self._by_path.get(path)
+
+
 class RecordError(Exception):
     """The record could not be read or updated for a reason other than damage (locked, read-only)."""
 
@@ -146,14 +163,14 @@ class DownloadRecord:
             create=True,
         )
 
-    def entries(self) -> list[SavedEntry]:
-        """Every recorded path, oldest first: one read for a whole sync rather than one per file."""
-        return [_entry(row) for row in self._query(_SELECT + " ORDER BY rowid", (), create=False)]
+    def snapshot(self) -> Snapshot:
+        """Every recorded path, oldest first, read at once: one query for a whole sync, not one per file."""
+        return Snapshot([_entry(row) for row in self._query(_SELECT + " ORDER BY rowid", (), create=False)])
 
     def folders(self) -> dict[str, str]:
         """The sub-folder chosen for each benefit id, as a sync first chose it."""
         rows = self._query("SELECT benefit_id, folder FROM folders ORDER BY rowid", (), create=False)
-        return {benefit_id: folder for benefit_id, folder in rows}
+        return dict(rows)
 
     def choose_folder(self, benefit_id: str, folder: str) -> None:
         """Keep `folder` as the benefit's sub-folder; call inside `writing`, having checked it is free."""
