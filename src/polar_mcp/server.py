@@ -154,8 +154,7 @@ def _register_download_tools(server: MCPServer[Core]) -> None:
     async def sync_library(
         me: Caller, ctx: Context[Core, Any], benefit_id: BenefitIds = None, query: Query = ""
     ) -> Annotated[CallToolResult, present.SyncResult]:
-        """Save every purchased file (or those of benefit_id, or matching query) into the downloads folder, one
-        folder per benefit, verified; files already there and unchanged are not fetched again."""
+        """Save every file (or a benefit's) into the downloads folder, a folder per benefit; fetches only what's new."""
         with _tool_errors(me):
 
             async def progress(done: int, total: int) -> None:

@@ -74,7 +74,7 @@ def test_the_search_finds_the_same_matches_without_being_throttled(results: dict
 
 def test_context_cost_covers_every_tool(results: dict[str, harness.CaseResult]) -> None:
     figures = results["context_cost"]["figures"]
-    assert figures["tools listed"] == "list_downloadables, get_download_link, download_file"
+    assert figures["tools listed"] == "list_downloadables, get_download_link, download_file, sync_library"
     assert int(figures["tools/list answer on the wire, whole JSON-RPC line (bytes)"]) > 1000
 
 
