@@ -501,3 +501,77 @@ def test_the_record_time_format_is_stable_across_listings() -> None:
     again = Downloadable.model_validate(downloadable(1, last_modified_at="2026-03-04T05:06:07.000Z"))
 
     assert download_request(item).last_modified == download_request(again).last_modified == stamp.isoformat()
+
+
+# --- sub-folders and the schema's migration ---------------------------------------------------------
+
+
+async def test_a_file_saved_in_a_sub_folder_is_recorded_relative_to_the_folder_where_the_record_stays(
+    tmp_path: Path,
+) -> None:
+    polar = Polar()
+
+    saved = await fetch(polar, UNCHECKED, tmp_path, folder="Rust Ebook Bundle")
+    again = await fetch(polar, UNCHECKED, tmp_path, folder="Rust Ebook Bundle")
+
+    assert saved.path == tmp_path / "Rust Ebook Bundle" / "report.pdf"
+    assert again == skipped_at(saved.path)
+    assert sorted(os.listdir(tmp_path)) == [RECORD_NAME, "Rust Ebook Bundle"]
+    assert [entry.path for entry in recorded(tmp_path)] == ["Rust Ebook Bundle/report.pdf"]
+
+
+async def test_a_copy_in_another_folder_does_not_count_as_present_in_this_one(tmp_path: Path) -> None:
+    polar = Polar()
+    await fetch(polar, UNCHECKED, tmp_path, folder="Old Name")
+
+    saved = await fetch(polar, UNCHECKED, tmp_path)
+
+    assert (saved.path, saved.skipped) == (tmp_path / "report.pdf", False)
+
+
+async def test_a_link_in_place_of_the_sub_folder_is_never_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "downloads", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "Bundle").symlink_to(outside, target_is_directory=True)
+    polar = Polar()
+
+    with pytest.raises(DownloadError) as refused:
+        await fetch(polar, UNCHECKED, root, folder="Bundle")
+
+    assert refused.value.message == (
+        f"{root / 'Bundle'} is a link, not a folder, so nothing was saved through it. Move it away and try again."
+    )
+    assert list(outside.iterdir()) == []
+    assert polar.requests == []
+
+
+async def test_a_sub_folder_that_is_not_one_safe_name_is_a_programming_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not one safe folder name"):
+        await fetch(Polar(), UNCHECKED, tmp_path, folder="../outside")
+
+
+def test_a_record_of_the_first_schema_gains_the_folders_table_and_keeps_its_files(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / RECORD_NAME) as old:
+        old.execute(
+            "CREATE TABLE files (path TEXT PRIMARY KEY, file_id TEXT NOT NULL, version TEXT, last_modified TEXT, "
+            "storage_version TEXT, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)"
+        )
+        old.execute("INSERT INTO files VALUES ('report.pdf', 'f1', '1', NULL, NULL, 3, 1, ?)", ("ab" * 32,))
+        old.execute("PRAGMA user_version = 1")
+    old.close()
+
+    record = DownloadRecord(tmp_path)
+    try:
+        before = record.copies("f1")
+        with record.writing():
+            record.choose_folder("benefit-1", "Rust Ebook Bundle")
+        folders = record.folders()
+    finally:
+        record.close()
+
+    assert [entry.path for entry in before] == ["report.pdf"]
+    assert folders == {"benefit-1": "Rust Ebook Bundle"}
+    with sqlite3.connect(tmp_path / RECORD_NAME) as check:
+        assert check.execute("PRAGMA user_version").fetchone() == (2,)
+    check.close()
