@@ -13,8 +13,9 @@ Polar file can land on it. SQLite (stdlib) rather than a JSON file under an fcnt
   folder, done right on every platform;
 - several processes (uvicorn workers, a CLI command beside a running server) update it at once
   under SQLite's locking, which also works on Windows, where fcntl does not exist;
-- later needs fit as tables: `PRAGMA user_version` numbers the schema, so the per-benefit folder
-  choice of a later sync is one more table, added by a migration, without touching this one.
+- later needs fit as tables: `PRAGMA user_version` numbers the schema, and each version's statements
+  run in turn from a record's version up (version 2 added `folders`: the sub-folder a sync chose for
+  each benefit id, so a renamed benefit keeps its folder).
 The rollback journal is used, not WAL: WAL needs shared memory, which network shares lack, and
 keeps two more files beside the user's; every transaction here is a few rows, so WAL's readers
 that do not wait for writers gain nothing.
