@@ -21,10 +21,10 @@ import secrets
 import shutil
 import stat
 import unicodedata
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
 import anyio
@@ -327,13 +327,16 @@ def _parent(relative: str) -> str:
     return relative.rpartition("/")[0]
 
 
-def find_saved(record: DownloadRecord, reads: RecordReads, root: Path, folder: str, request: DownloadRequest) -> Found:
-    """`download_file`'s look for a copy of `request` in `root/folder`, without fetching anything.
+def find_saved(
+    record: DownloadRecord, reads: RecordReads, root: Path, folder: str, name: str, request: DownloadRequest
+) -> Found:
+    """`download_file`'s look for a copy of `request`, saved as `name` (its safe name), in `root/folder`,
+    without fetching anything.
 
     `reads` answers the record's questions (a snapshot of it for a whole sync); changes go to `record`.
     Blocks: call it from a worker thread.
     """
-    return _look(record, reads, root, folder, safe_file_name(request.name), request, False)
+    return _look(record, reads, root, folder, name, request, False)
 
 
 def _look(
@@ -352,14 +355,15 @@ def _look(
     """
     copies = [] if overwrite else reads.copies(request.file_id)
     recorded = [entry.path for entry in copies if _confined(entry.path) and _parent(entry.path) == folder]
-    named = [_join(folder, entry) for entry in _same_name_entries(root / folder if folder else root, name)]
     older: str | None = None
-    for relative in dict.fromkeys([*named, *recorded]):
-        path = root / relative
+    for relative in _candidates(root, folder, name, recorded):
+        # Plain strings, not Paths, in this loop: a re-sync runs it once per file of the library.
+        path = os.path.join(root, relative)
         try:
-            info = path.lstat()
+            info = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
-            record.forget(relative)
+            if reads.at(relative) is not None:
+                record.forget(relative)
             continue
         if not stat.S_ISREG(info.st_mode):
             continue
@@ -376,8 +380,8 @@ def _look(
             record.put(fresh)
         logger.info("%s is already downloaded", relative)
         identical = SavedFile(
-            path=path,
-            name=path.name,
+            path=Path(path),
+            name=os.path.basename(path),
             size_bytes=request.size_bytes,
             sha256=digest,
             verified=by == "checksum",
@@ -388,16 +392,30 @@ def _look(
     return Found(older=older)
 
 
+def _candidates(root: Path, folder: str, name: str, recorded: list[str]) -> Iterator[str]:
+    """Paths that may hold the file: its exact name first, then the same name in another case or Unicode
+    form, then where the record says it was saved. Lazily: a file found at its exact name (a re-sync's
+    usual case) costs no listing of the folder."""
+    exact = _join(folder, name)
+    seen = {exact}
+    yield exact
+    here = root / folder if folder else root
+    for relative in [*(_join(folder, entry) for entry in _same_name_entries(here, name)), *recorded]:
+        if relative not in seen:
+            seen.add(relative)
+            yield relative
+
+
 def _older_copy(
     record: DownloadRecord,
-    path: Path,
+    path: str,
     info: os.stat_result,
     entry: SavedEntry | None,
     request: DownloadRequest,
     name: str,
 ) -> bool:
     """Whether `path` holds, under the requested name, exactly the bytes polar-mcp saved of this file before."""
-    if entry is None or entry.file_id != request.file_id or fold_name(path.name) != fold_name(name):
+    if entry is None or entry.file_id != request.file_id or fold_name(os.path.basename(path)) != fold_name(name):
         return False
     if (entry.size, entry.mtime_ns) == (info.st_size, info.st_mtime_ns):
         return True
@@ -409,7 +427,7 @@ def _older_copy(
 
 
 def _judge(
-    path: Path, info: os.stat_result, entry: SavedEntry | None, request: DownloadRequest
+    path: str, info: os.stat_result, entry: SavedEntry | None, request: DownloadRequest
 ) -> tuple[str, Literal["checksum", "record"]] | None:
     """The digest of a local file of the right size, and why it is the requested file; None if it is not."""
     # Bytes polar-mcp wrote and nobody touched since need no re-hash.
@@ -451,8 +469,13 @@ def _entry(relative: str, request: DownloadRequest, info: os.stat_result, digest
 
 def _confined(relative: str) -> bool:
     """Whether a recorded path stays inside the folder, whatever was written into the record."""
-    parts = PurePosixPath(relative).parts
-    return bool(parts) and not PurePosixPath(relative).is_absolute() and ".." not in parts and "\\" not in relative
+    # String tests, not PurePosixPath: a re-sync asks this once per file of the library.
+    return (
+        bool(relative.strip("/"))
+        and not relative.startswith("/")
+        and "\\" not in relative
+        and ".." not in relative.split("/")
+    )
 
 
 @dataclass(frozen=True)
@@ -505,7 +528,7 @@ def _untouched(path: Path, entry: SavedEntry) -> bool:
     return stat.S_ISREG(info.st_mode) and (info.st_size, info.st_mtime_ns) == (entry.size, entry.mtime_ns)
 
 
-def _hash_file(path: Path) -> str:
+def _hash_file(path: str) -> str:
     hasher = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
     with os.fdopen(fd, "rb") as source:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -19,6 +18,7 @@ from polar_mcp.untrusted import clean_text, has_control, human_size, utc_iso
 
 if TYPE_CHECKING:
     # Types only: the sync engine (and the download engine under it) loads when a sync runs.
+    from polar_mcp.download import SavedFile
     from polar_mcp.sync import Outcome, Plan, Planned
 
 NAME_LIMIT = 200
@@ -304,16 +304,15 @@ class SyncPlan(_Out):
     gone: list[str]
 
 
-def _relative(root: Path, planned: Planned, path: Path | None) -> str:
-    if path is not None and path.is_relative_to(root):
-        return path.relative_to(root).as_posix()
-    return f"{planned.folder}/{planned.name}"
+def _relative(planned: Planned, saved: SavedFile | None) -> str:
+    # A file is always saved in its benefit's folder, under its own name or the next free one.
+    return f"{planned.folder}/{saved.name if saved is not None else planned.name}"
 
 
 def sync_result(plan: Plan, outcomes: Sequence[Outcome]) -> SyncResult:
     files = [
         SyncedFile(
-            path=_relative(plan.root, outcome.planned, outcome.saved.path if outcome.saved else None),
+            path=_relative(outcome.planned, outcome.saved),
             name=clean_text(outcome.planned.name, NAME_LIMIT),
             benefit=outcome.planned.benefit,
             size_bytes=outcome.planned.size_bytes,
@@ -337,7 +336,7 @@ def sync_result(plan: Plan, outcomes: Sequence[Outcome]) -> SyncResult:
 def sync_plan(plan: Plan) -> SyncPlan:
     files = [
         PlannedFile(
-            path=_relative(plan.root, planned, planned.present.path if planned.present else None),
+            path=_relative(planned, planned.present),
             name=clean_text(planned.name, NAME_LIMIT),
             benefit=planned.benefit,
             size_bytes=planned.size_bytes,

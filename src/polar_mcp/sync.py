@@ -41,7 +41,7 @@ from polar_mcp.download import (
     safe_file_name,
 )
 from polar_mcp.download_failures import DiskFullError, DownloadError, NotEnoughSpaceError, SyncTooLargeError
-from polar_mcp.download_record import DownloadRecord, RecordError, Snapshot
+from polar_mcp.download_record import DownloadRecord, RecordError, SavedEntry, Snapshot
 from polar_mcp.failure import Failure
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.untrusted import clean_text
@@ -140,38 +140,29 @@ def _plan(
         benefits = list(dict.fromkeys(item.benefit_id for item in chosen))
         folders = _folders(record, root, benefits, names, keep=not dry_run)
         snapshot = record.snapshot()
-        files = [_planned(record, snapshot, root, item, folders, names, request_for, max_file_bytes) for item in chosen]
+        # Once per benefit, not per file: a re-sync of a big library is mostly this loop.
+        shown = {b: clean_text(names.get(b) or b, 60) for b in benefits}
+        existing = {b: _is_folder(root / folders[b]) for b in benefits}
+        files: list[Planned] = []
+        for item in chosen:
+            folder, benefit = folders[item.benefit_id], shown[item.benefit_id]
+            request = request_for(item)
+            name = safe_file_name(request.name)
+            try:
+                check_size(name, request.size_bytes, max_file_bytes)
+            except DownloadError as error:
+                files.append(Planned(item, benefit, folder, name, failure=error.message))
+                continue
+            found = find_saved(record, snapshot, root, folder, name, request) if existing[item.benefit_id] else None
+            if found is not None and found.identical is not None:
+                files.append(Planned(item, benefit, folder, name, present=found.identical))
+            elif not item.file.download.url:
+                files.append(Planned(item, benefit, folder, name, failure="Polar sent no usable link for this file."))
+            else:
+                files.append(Planned(item, benefit, folder, name))
         synced = folders.keys() if scope is None else scope
         gone = _gone(root, snapshot, {b: folders[b] for b in synced if b in folders}, listed)
     return Plan(root, files, gone)
-
-
-def _planned(
-    record: DownloadRecord,
-    snapshot: Snapshot,
-    root: Path,
-    item: Downloadable,
-    folders: Mapping[str, str],
-    names: Mapping[str, str],
-    request_for: RequestFor,
-    max_file_bytes: int | None,
-) -> Planned:
-    request = request_for(item)
-    folder = folders[item.benefit_id]
-    name = safe_file_name(request.name)
-    benefit = clean_text(names.get(item.benefit_id) or item.benefit_id, 60)
-    planned = Planned(item, benefit, folder, name)
-    try:
-        check_size(name, request.size_bytes, max_file_bytes)
-    except DownloadError as error:
-        return Planned(item, benefit, folder, name, failure=error.message)
-    if _is_folder(root / folder):
-        found = find_saved(record, snapshot, root, folder, request)
-        if found.identical is not None:
-            return Planned(item, benefit, folder, name, present=found.identical)
-    if not item.file.download.url:
-        return Planned(item, benefit, folder, name, failure="Polar sent no usable link for this file.")
-    return planned
 
 
 def _folders(
@@ -228,14 +219,16 @@ def _gone(root: Path, snapshot: Snapshot, folders: Mapping[str, str], listed: Se
     listed_ids: dict[str, set[str]] = {}
     for item in listed:
         listed_ids.setdefault(item.benefit_id, set()).add(item.file.id)
-    gone: list[str] = []
-    for benefit, folder in folders.items():
-        still = listed_ids.get(benefit, set())
-        for entry in snapshot.entries:
-            parent, _, _ = entry.path.rpartition("/")
-            if parent == folder and entry.file_id not in still and _is_file(root / entry.path):
-                gone.append(entry.path)
-    return sorted(set(gone))
+    by_folder: dict[str, list[SavedEntry]] = {}
+    for entry in snapshot.entries:
+        by_folder.setdefault(entry.path.rpartition("/")[0], []).append(entry)
+    gone = {
+        entry.path
+        for benefit, folder in folders.items()
+        for entry in by_folder.get(folder, ())
+        if entry.file_id not in listed_ids.get(benefit, ()) and _is_file(root / entry.path)
+    }
+    return sorted(gone)
 
 
 def _is_file(path: Path) -> bool:
