@@ -25,6 +25,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# PostgreSQL and headless Chromium for tests/realparts: installed once with apt-get (as root on Debian);
+# elsewhere the script says what to install and those tests skip. `make pytest` (so `make test`) runs it;
+# once the parts are there it is a few file tests.
+.PHONY: system-deps
+system-deps:
+	scripts/system-deps.sh
+
+pytest: system-deps
+
 $(NODE_DIR)/.installed: Makefile
 	mkdir -p $(NODE_DIR)
 	npm install --silent --no-audit --no-fund --prefix $(NODE_DIR) $(NODE_PACKAGES)

@@ -56,10 +56,16 @@ class InvalidArgumentError(CatalogError):
     """An argument that cannot name anything in a catalog.
 
     `argument` is which: `benefit_id` (not an id; `wanted` is the value), `benefit_ids` (too many),
-    or `id_or_name` (both or neither of an id and a name were given).
+    `id_or_name` (both or neither of an id and a name were given), or `page_or_limit` (out of range).
     """
 
-    def __init__(self, message: str, *, argument: Literal["benefit_id", "benefit_ids", "id_or_name"], wanted: str = ""):
+    def __init__(
+        self,
+        message: str,
+        *,
+        argument: Literal["benefit_id", "benefit_ids", "id_or_name", "page_or_limit"],
+        wanted: str = "",
+    ) -> None:
         super().__init__(message)
         self.argument = argument
         self.wanted = wanted

@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="polar-mcp",
         description="MCP server for the files a customer bought on Polar.sh. With no command it serves MCP.",
-        epilog="Tokens are read from the environment only (POLAR_CUSTOMER_SESSION or POLAR_ACCESS_TOKEN).",
+        epilog=(
+            "Tokens are read from the environment only (POLAR_CUSTOMER_SESSION or POLAR_ACCESS_TOKEN); "
+            "without one, `polar-mcp login` signs in with a code Polar e-mails you."
+        ),
         parents=[_options_parser(suppress=False)],
         # `list --all` must not be read as an abbreviation of --allowed-hosts.
         allow_abbrev=False,
@@ -98,6 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="list what would be fetched, fetching nothing")
     sync.add_argument("--json", action="store_true", help="the structured result, as the MCP tool gives it")
     commands.add_parser("doctor", parents=common, help="check the configuration, the token and Polar")
+    login = commands.add_parser(
+        "login",
+        parents=common,
+        help="sign in with a code Polar e-mails you (the code is read from stdin when it is not a terminal)",
+    )
+    login.add_argument(
+        "seller",
+        metavar="SELLER",
+        nargs="?",
+        default="",
+        help="the seller: the slug of your portal address (polar.sh/<slug>/portal) or its id [POLAR_ORGANIZATION]",
+    )
+    login.add_argument(
+        "--select-customer",
+        metavar="ID",
+        default="",
+        help="when your e-mail is several customers of the seller: the id to sign in as",
+    )
+    logout = commands.add_parser("logout", parents=common, help="forget the stored sign-in")
+    logout.add_argument("seller", metavar="SELLER", nargs="?", default="", help="the seller (default: the active one)")
     return parser
 
 
@@ -142,7 +165,7 @@ def _serve(settings: Settings) -> int:
         return ExitCode.OK
     from polar_mcp.server import build_server
 
-    anyio.run(_serve_stdio, build_server(settings))
+    anyio.run(_serve_stdio, build_server(settings, stored_sign_in=True))
     return ExitCode.OK
 
 

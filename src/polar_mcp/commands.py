@@ -1,4 +1,5 @@
-"""The script-facing commands (`list`, `link`, `download`, `sync`, `doctor`): the same core as the tools, no MCP.
+"""The script-facing commands (`list`, `link`, `download`, `sync`, `doctor`, `login`, `logout`): the same core
+as the tools, no MCP.
 
 Results go to stdout (a table, or `--json` with the tools' structured data); errors go to stderr with
 an exit code that says what failed, worded in commands and flags.
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 from polar_mcp import __version__, present
 from polar_mcp.catalog import AmbiguousNameError, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
 from polar_mcp.config import Settings
-from polar_mcp.core import Core, open_core
+from polar_mcp.core import Core, NoPendingCodeError, SignInArgumentError, open_core
 from polar_mcp.download_failures import DiskFullError, NotEnoughSpaceError, SyncTooLargeError
 from polar_mcp.exit_codes import ExitCode
 from polar_mcp.failure import Failure
@@ -35,7 +36,24 @@ from polar_mcp.polar.errors import (
     ServerError,
     UnauthorizedError,
 )
+from polar_mcp.polar.signin import (
+    CodeRejectedError,
+    CustomerChoiceRequiredError,
+    InvalidEmailError,
+    SellerNotFoundError,
+    SignInChangedError,
+    SignInRateLimitedError,
+)
+from polar_mcp.signin_store import (
+    CodeAttemptsLimitedError,
+    CodeRequestLimitedError,
+    SignedIn,
+    SignInRequiredError,
+    StoreError,
+)
 from polar_mcp.untrusted import clean_text
+
+PORTAL = "https://polar.sh/<slug>/portal"
 
 
 def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
@@ -46,11 +64,13 @@ def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
         "download": _download,
         "sync": _sync,
         "doctor": _doctor,
+        "login": _login,
+        "logout": _logout,
     }
     handler = handlers[command]
 
     async def main() -> int:
-        async with open_core(settings) as core:
+        async with open_core(settings, stored_sign_in=True) as core:
             try:
                 return await handler(core, args)
             except Failure as failure:
@@ -62,6 +82,9 @@ def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
 
 def for_the_shell(failure: Failure, core: Core) -> str:
     """A failure in a script's terms: commands and flags, not the tools' argument names."""
+    signing_in = _sign_in_wording(failure)
+    if signing_in is not None:
+        return signing_in
     if isinstance(failure, AmbiguousNameError):
         shown = clean_text(failure.wanted, 80)
         head = f"{failure.matches} files match {shown!r}; pass one of these ids instead."
@@ -71,6 +94,8 @@ def for_the_shell(failure: Failure, core: Core) -> str:
         if _looks_like_an_id(shown):
             return f"No file has the id {shown!r} (it may have been withdrawn). See current ids with: polar-mcp list"
         return f"No file matches {shown!r}. See the names and ids with: polar-mcp list --query {shlex.quote(shown)}"
+    if isinstance(failure, InvalidArgumentError) and failure.argument == "page_or_limit":
+        return "--limit must be 1..100 and --page at least 1."
     if isinstance(failure, InvalidArgumentError) and failure.argument == "benefit_id":
         return (
             f"--benefit-id {clean_text(failure.wanted, 60)!r} is not a benefit id: the benefit_id values are in "
@@ -92,6 +117,44 @@ def for_the_shell(failure: Failure, core: Core) -> str:
     return failure.message
 
 
+def _sign_in_wording(failure: Failure) -> str | None:
+    """The sign-in failures in a terminal's terms: `polar-mcp login`, SELLER and the flags."""
+    if isinstance(failure, SignInRequiredError):
+        if failure.reason == "none":
+            return (
+                "Not signed in. Run: polar-mcp login SELLER --email EMAIL (SELLER is the slug of the seller's portal "
+                f"address, {PORTAL}); or set POLAR_CUSTOMER_SESSION, or POLAR_ACCESS_TOKEN and POLAR_CUSTOMER_ID."
+            )
+        return f"{failure.message.removesuffix(' Sign in again with a new code.')} Run: polar-mcp login"
+    if isinstance(failure, SignInArgumentError):
+        if failure.argument == "seller":
+            head = "Which seller?" if failure.missing else f"{failure.wanted!r} is not a seller's slug or id."
+            return f"{head} Give SELLER, the slug of the seller's portal address ({PORTAL}), or set POLAR_ORGANIZATION."
+        if failure.argument == "email":
+            head = "Which e-mail?" if failure.missing else "--email is not an e-mail address."
+            return f"{head} Give --email with the address you bought with, or set POLAR_CUSTOMER_EMAIL."
+        return "--select-customer must be one of the customer ids polar-mcp listed."
+    if isinstance(failure, SellerNotFoundError):
+        return f"{failure.message} SELLER is the slug of the seller's portal address ({PORTAL})."
+    if isinstance(failure, InvalidEmailError):
+        return f"{failure.message} Check --email (or POLAR_CUSTOMER_EMAIL)."
+    if isinstance(failure, CodeRejectedError):
+        return f"{failure.message} Run polar-mcp login again for a new code."
+    if isinstance(failure, NoPendingCodeError):
+        return "No code was asked for here in the last 30 minutes. Run: polar-mcp login SELLER --email EMAIL"
+    if isinstance(failure, SignInRateLimitedError):
+        return f"{failure.message} Run polar-mcp login again after that, not sooner."
+    if isinstance(failure, CustomerChoiceRequiredError):
+        rows = "\n".join(f"  {c.id}  {c.name}" for c in failure.customers)
+        head = f"{failure.email} belongs to several customers of {failure.seller}; choose one with --select-customer:"
+        return f"{head}\n{rows}"
+    if isinstance(failure, SignInChangedError):
+        return f"{failure.message} Until then, a session token in POLAR_CUSTOMER_SESSION still works."
+    if isinstance(failure, CodeRequestLimitedError | CodeAttemptsLimitedError | StoreError):
+        return failure.message
+    return None
+
+
 def _looks_like_an_id(value: str) -> bool:
     try:
         uuid.UUID(value)
@@ -102,23 +165,39 @@ def _looks_like_an_id(value: str) -> bool:
 
 def exit_code(failure: Failure) -> ExitCode:
     """The exit code for a failure: scripts can tell configuration, auth, lookup and outage apart."""
-    if isinstance(failure, ConfigurationError | InvalidArgumentError):
+    if isinstance(failure, SignInRequiredError) and failure.reason == "none":
+        return ExitCode.CONFIG  # nothing configured, as with no token at all
+    if isinstance(
+        failure,
+        ConfigurationError
+        | InvalidArgumentError
+        | SignInArgumentError
+        | InvalidEmailError
+        | NoPendingCodeError
+        | CustomerChoiceRequiredError
+        | StoreError,
+    ):
         return ExitCode.CONFIG
-    if isinstance(failure, AuthenticationError | UnauthorizedError):
+    if isinstance(failure, AuthenticationError | UnauthorizedError | CodeRejectedError):
         return ExitCode.AUTH
-    if isinstance(failure, ItemNotFoundError | AmbiguousNameError):
+    if isinstance(failure, ItemNotFoundError | AmbiguousNameError | SellerNotFoundError):
         return ExitCode.NOT_FOUND
     if isinstance(
-        failure, RateLimitedError | ServerError | PolarTimeoutError | PolarConnectionError | NoUsableLinkError
+        failure,
+        RateLimitedError
+        | ServerError
+        | PolarTimeoutError
+        | PolarConnectionError
+        | NoUsableLinkError
+        | SignInRateLimitedError
+        | CodeRequestLimitedError
+        | CodeAttemptsLimitedError,
     ):
         return ExitCode.UNAVAILABLE
     return ExitCode.FAILED
 
 
 async def _list(core: Core, args: argparse.Namespace) -> int:
-    if not 1 <= args.limit <= 100 or args.page < 1:
-        _err("--limit must be 1..100 and --page at least 1.")
-        return ExitCode.CONFIG
     result = await core.list(
         core.configured,
         benefit_ids=args.benefit_ids or [],
@@ -232,11 +311,24 @@ async def _doctor(core: Core, _: argparse.Namespace) -> int:
         print(f"Version:   Polar-Version {settings.api_version}")
     health = await core.check()
     print(f"Token:     {health.credentials}")
+    order = " > ".join(
+        f"{c.name} ({'in use' if c.used else 'set, not used' if c.present else c.absent})" for c in core.precedence()
+    )
+    print(f"Order:     {order}")
+    try:
+        signed_in = core.signed_in()
+    except StoreError:
+        signed_in = None  # the Session line says why the file is refused
+    if signed_in is not None:
+        print(f"Signed in: {_signed_in_line(signed_in, core)}")
     print(f"Reachable: {'yes' if health.reachable else 'no'}")
     if not health.reachable:
         return ExitCode.UNAVAILABLE
     if not health.configured:
-        print("Session:   none configured (set POLAR_CUSTOMER_SESSION, or POLAR_ACCESS_TOKEN + POLAR_CUSTOMER_ID)")
+        print(
+            "Session:   none configured (run polar-mcp login, or set POLAR_CUSTOMER_SESSION, "
+            "or POLAR_ACCESS_TOKEN + POLAR_CUSTOMER_ID)"
+        )
         return ExitCode.CONFIG
     if health.failure is not None:
         print(f"Session:   rejected — {for_the_shell(health.failure, core)}")
@@ -245,6 +337,84 @@ async def _doctor(core: Core, _: argparse.Namespace) -> int:
     left = int((health.expires_at - datetime.now(UTC)).total_seconds())
     renewal = " (renewed automatically)" if health.renews else ""
     print(f"Session:   valid, expires {present.utc_iso(health.expires_at)} (in {max(left, 0) // 60} min){renewal}")
+    return ExitCode.OK
+
+
+def _signed_in_line(signed_in: SignedIn, core: Core) -> str:
+    state = present.signed_in_state(signed_in, now=core.now())
+    who = f"{state.name} ({state.email})" if state.name else state.email
+    seller = f"{state.seller} ({state.seller_slug})" if state.seller_slug else state.seller
+    if not state.expires_in_seconds:
+        return f"{who} at {seller}, expired {state.expires_at}: run polar-mcp login"
+    return f"{who} at {seller} until {state.expires_at} (in {round(state.expires_in_seconds / 60)} min)"
+
+
+async def _login(core: Core, args: argparse.Namespace) -> int:
+    interactive = sys.stdin.isatty()
+    seller, email = args.seller, ""
+    default_seller, default_email = core.sign_in_defaults()
+    if not seller and default_seller is None and interactive:
+        seller = _ask(f"Seller (the slug of its portal address, {PORTAL}): ") or ""
+    if default_email is None and interactive:
+        email = _ask("E-mail you bought with: ") or ""
+    customer = args.select_customer
+    while True:
+        try:
+            sent = present.code_sent(await core.request_code(seller, email, customer))
+        except CustomerChoiceRequiredError as choice:
+            if not interactive:
+                raise
+            customer = _choose(choice)
+            continue
+        except CodeRequestLimitedError as limited:
+            if not limited.code_pending:
+                raise
+            _err(f"{limited.message} Enter the code from the e-mail already sent instead.")
+        else:
+            _err(f"If {sent.email} bought from {sent.seller}, a code is on its way (valid 30 minutes).")
+        break
+    code = (_ask("Code from the e-mail: ") if interactive else sys.stdin.readline()) or ""
+    if not code.strip():
+        _err("No code given; run polar-mcp login again when you have it (the code stays valid 30 minutes).")
+        return ExitCode.CONFIG
+    signed_in = await core.complete_sign_in(code, seller=seller, email=email)
+    state = present.signed_in_state(signed_in, now=core.now())
+    who = f"{state.name} ({state.email})" if state.name else state.email
+    print(
+        f"Signed in at {state.seller} as {who} until {state.expires_at} "
+        f"(in {round((state.expires_in_seconds or 0) / 60)} min).{present.owner_only_note(signed_in)}"
+    )
+    return ExitCode.OK
+
+
+def _choose(choice: CustomerChoiceRequiredError) -> str:
+    """A numbered choice among the customers an e-mail belongs to; the chosen customer id."""
+    _err(f"{choice.email} belongs to several customers of {choice.seller}:")
+    for number, customer in enumerate(choice.customers, start=1):
+        _err(f"  {number}. {customer.name} ({customer.id})")
+    while True:
+        answer = _ask(f"Sign in as which one (1-{len(choice.customers)})? ")
+        if answer is None:
+            raise choice
+        if answer.isdigit() and 1 <= int(answer) <= len(choice.customers):
+            return choice.customers[int(answer) - 1].id
+
+
+def _ask(prompt: str) -> str | None:
+    """One line typed at the terminal (None at end of input); the prompt goes to stderr so stdout keeps
+    only results."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    return line.strip() if line else None
+
+
+async def _logout(core: Core, args: argparse.Namespace) -> int:
+    gone = core.sign_out(args.seller)
+    if gone is None:
+        print("Not signed in" + (f" at {args.seller}." if args.seller else "."))
+    else:
+        print(f"Signed out of {gone.seller.name} ({gone.masked_email}): the stored session is forgotten.")
     return ExitCode.OK
 
 

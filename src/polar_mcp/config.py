@@ -46,11 +46,15 @@ class Option:
     help: str
     secret: bool = False
     switch: bool = False
+    short_flag: str | None = None
+    """A flag name other than the one derived from the variable (`--email`, not `--customer-email`)."""
 
     @property
     def flag(self) -> str | None:
         if self.secret:
             return None
+        if self.short_flag is not None:
+            return "--" + self.short_flag
         name = self.env.removeprefix("POLAR_MCP_").removeprefix("POLAR_")
         return "--" + name.lower().replace("_", "-")
 
@@ -72,11 +76,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("external_customer_id", "POLAR_EXTERNAL_CUSTOMER_ID", "your own customer id to mint sessions for"),
     Option("member_id", "POLAR_MEMBER_ID", "member id, for team customers"),
     Option("external_member_id", "POLAR_EXTERNAL_MEMBER_ID", "your own member id, for team customers"),
+    Option(
+        "organization",
+        "POLAR_ORGANIZATION",
+        "the seller to sign in at: the slug of its portal address (polar.sh/<slug>/portal) or its id",
+    ),
+    Option("customer_email", "POLAR_CUSTOMER_EMAIL", "the buyer's e-mail, to sign in with", short_flag="email"),
     Option("server", "POLAR_SERVER", "Polar environment: production (default) or sandbox"),
     Option("api_url", "POLAR_API_URL", "Polar API base URL, overriding --server (proxies, tests)"),
     Option("api_version", "POLAR_API_VERSION", "Polar-Version header to send (YYYY-MM); none by default"),
     Option("timeout", "POLAR_MCP_TIMEOUT", "seconds a Polar call may take, retries included (default 30)"),
     Option("log_level", "POLAR_MCP_LOG_LEVEL", "stderr log level: DEBUG, INFO (default), WARNING, ERROR"),
+    Option(
+        "config_dir",
+        "POLAR_MCP_CONFIG_DIR",
+        "folder of the stored sign-in (default: polar-mcp in the user's config folder)",
+    ),
     Option("download_dir", "POLAR_MCP_DOWNLOAD_DIR", "folder download_file saves into (default: Downloads/polar)"),
     Option(
         "max_download_size",
@@ -131,11 +146,14 @@ class Settings(BaseModel):
     external_customer_id: str | None = Field(default=None, max_length=200)
     member_id: str | None = Field(default=None, max_length=200)
     external_member_id: str | None = Field(default=None, max_length=200)
+    organization: str | None = None
+    customer_email: str | None = Field(default=None, max_length=320)
     server: Literal["production", "sandbox"] = "production"
     api_url: str | None = None
     api_version: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}$")
     timeout: float = Field(default=30.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    config_dir: Path | None = None
     download_dir: Path | None = None
     max_download_size: int = Field(default=5 * 1024**3, gt=0)
     max_sync_size: int = Field(default=20 * 1024**3, gt=0)
@@ -153,7 +171,7 @@ class Settings(BaseModel):
         # Tokens pasted into host configs often carry a stray newline or spaces.
         return value.strip() or None if isinstance(value, str) else value
 
-    @field_validator("download_dir", mode="before")
+    @field_validator("config_dir", "download_dir", mode="before")
     @classmethod
     def _expand_dir(cls, value: Any) -> Any:
         return Path(value).expanduser() if isinstance(value, str) else value
@@ -200,6 +218,16 @@ class Settings(BaseModel):
         except ValueError:
             raise ValueError("must be a Polar id (a UUID); use the EXTERNAL_ variant for your own ids") from None
 
+    @field_validator("organization")
+    @classmethod
+    def _check_seller(cls, value: str | None) -> str | None:
+        return None if value is None else parse_seller(value)
+
+    @field_validator("customer_email")
+    @classmethod
+    def _check_email(cls, value: str | None) -> str | None:
+        return None if value is None else parse_email(value)
+
     @model_validator(mode="after")
     def _check_minting(self) -> Settings:
         if self.customer_id is not None and self.external_customer_id is not None:
@@ -236,6 +264,38 @@ class Settings(BaseModel):
     def base_url(self) -> str:
         """The API base URL: POLAR_API_URL if set, else the chosen environment's host."""
         return self.api_url or SERVERS[self.server]
+
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+
+
+def parse_seller(value: str) -> str:
+    """A seller as polar-mcp uses it: an organization id (a UUID) or a slug in lower case.
+
+    The portal address a buyer has at hand (`https://polar.sh/<slug>/portal`) is accepted too.
+    """
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        segments = [segment for segment in parts.path.split("/") if segment]
+        text = segments[0] if segments else ""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        pass
+    slug = text.lower()
+    if not _SLUG.fullmatch(slug):
+        raise ValueError("must be the seller's slug (polar.sh/<slug>/portal) or organization id")
+    return slug
+
+
+def parse_email(value: str) -> str:
+    """An e-mail address, trimmed; only its shape is checked here (Polar checks the domain)."""
+    text = value.strip()
+    if len(text) > 320 or not _EMAIL.fullmatch(text):
+        raise ValueError("must be an e-mail address such as ada@example.com")
+    return text
 
 
 def load_settings(environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> Settings:

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict
 
 from polar_mcp.catalog import BenefitName, Listing
 from polar_mcp.polar.models import Downloadable
+from polar_mcp.polar.signin import mask_email
+from polar_mcp.signin_store import PendingCode, SignedIn
 from polar_mcp.untrusted import clean_text, has_control, human_size, utc_iso
 
 if TYPE_CHECKING:
@@ -242,6 +244,47 @@ def downloaded_text(saved: DownloadedFile) -> str:
         return f"Already present, identical ({why}): {saved.path} ({size}). Nothing was downloaded."
     check = "SHA-256 verified" if saved.verified else "size checked; Polar gave no checksum to verify"
     return f"Saved {saved.name} ({size}) to {saved.path} — {check}."
+
+
+class SignInState(_Out):
+    """Where a sign-in stands: a code on its way, or who is signed in and until when. The e-mail is
+    always masked."""
+
+    status: Literal["code_sent", "signed_in"]
+    seller: str
+    seller_slug: str | None = None
+    email: str
+    name: str | None = None
+    expires_at: str | None = None
+    expires_in_seconds: int | None = None
+
+
+def code_sent(pending: PendingCode) -> SignInState:
+    return SignInState(
+        status="code_sent",
+        seller=pending.seller.name,
+        seller_slug=pending.seller.slug or None,
+        email=mask_email(pending.email),
+    )
+
+
+def signed_in_state(signed_in: SignedIn, *, now: datetime) -> SignInState:
+    return SignInState(
+        status="signed_in",
+        seller=signed_in.seller.name,
+        seller_slug=signed_in.seller.slug or None,
+        email=signed_in.masked_email,
+        name=clean_text(signed_in.name, 80) if signed_in.name else None,
+        expires_at=utc_iso(signed_in.expires_at),
+        expires_in_seconds=max(0, int((signed_in.expires_at - now).total_seconds())),
+    )
+
+
+def owner_only_note(signed_in: SignedIn) -> str:
+    """A team member who does not own the team may see no files: grants go to the owner member."""
+    if signed_in.kind == "member" and signed_in.role not in (None, "owner"):
+        return " As a team member who does not own the team, they may see no files: grants go to the team's owner."
+    return ""
 
 
 class SyncCounts(_Out):

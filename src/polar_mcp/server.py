@@ -6,7 +6,8 @@ for a model: argument names, which tool gives a value, what to call next.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+import time
+from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
@@ -21,11 +22,27 @@ from pydantic import BaseModel, Field
 from polar_mcp import __version__, present
 from polar_mcp.catalog import AmbiguousNameError, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
 from polar_mcp.config import Settings
-from polar_mcp.core import QUERY_HELP, ClientFactory, Core, open_core
+from polar_mcp.core import (
+    QUERY_HELP,
+    ClientFactory,
+    Core,
+    NoPendingCodeError,
+    SignInArgumentError,
+    open_core,
+)
 from polar_mcp.download_failures import DiskFullError, NotEnoughSpaceError, SyncTooLargeError
 from polar_mcp.failure import Failure
 from polar_mcp.polar.errors import AuthenticationError
 from polar_mcp.polar.sessions import TokenSource
+from polar_mcp.polar.signin import (
+    CodeRejectedError,
+    CustomerChoiceRequiredError,
+    InvalidEmailError,
+    SellerNotFoundError,
+    SignInChangedError,
+    SignInRateLimitedError,
+)
+from polar_mcp.signin_store import CodeAttemptsLimitedError, CodeRequestLimitedError, SignInRequiredError
 from polar_mcp.untrusted import clean_text
 
 INSTRUCTIONS = (
@@ -36,8 +53,19 @@ DOWNLOAD_INSTRUCTIONS = (
     " download_file saves a file into the user's downloads folder, verified; sync_library saves every file"
     " (or a benefit's) there in one call, one folder per benefit, fetching only what is missing."
 )
+SIGN_IN_INSTRUCTIONS = (
+    " When a tool says the user is not signed in, sign_in e-mails them a code from Polar: ask the user for it,"
+    " never guess one."
+)
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 WRITES_FILES = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+# Not read-only: it makes Polar send an e-mail. Not idempotent either: each call may send another.
+SIGNS_IN = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+PORTAL = "https://polar.sh/<slug>/portal"
+SIGN_IN_DESCRIPTION = (
+    "Sign the user in to Polar: with seller and email, Polar e-mails them a code; then call with code. "
+    "With no arguments, a new code goes to the last e-mail and seller."
+)
 
 
 def build_server(
@@ -46,11 +74,14 @@ def build_server(
     use_configured_token: bool = True,
     http_transport: httpx2.AsyncBaseTransport | None = None,
     make_client: ClientFactory | None = None,
+    stored_sign_in: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> MCPServer[Core]:
-    """The MCP server for `settings`; tests inject an HTTP transport or a whole client factory.
+    """The MCP server for `settings`; tests inject an HTTP transport, a whole client factory, a clock.
 
     `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
-    request must bring its own.
+    request must bring its own. `stored_sign_in=True` (stdio only) uses the stored sign-in when no
+    token is configured, and then offers the sign_in tool.
     """
 
     @asynccontextmanager
@@ -60,14 +91,23 @@ def build_server(
             use_configured_token=use_configured_token,
             http_transport=http_transport,
             make_client=make_client,
+            stored_sign_in=stored_sign_in,
+            clock=clock,
         ) as core:
             yield core
 
-    instructions = INSTRUCTIONS + ("" if settings.disable_download else DOWNLOAD_INSTRUCTIONS)
+    offers_sign_in = stored_sign_in and use_configured_token and settings.mode == "none"
+    instructions = (
+        INSTRUCTIONS
+        + ("" if settings.disable_download else DOWNLOAD_INSTRUCTIONS)
+        + (SIGN_IN_INSTRUCTIONS if offers_sign_in else "")
+    )
     server: MCPServer[Core] = MCPServer("polar-mcp", version=__version__, instructions=instructions, lifespan=lifespan)
     _register_read_tools(server)
     if not settings.disable_download:
         _register_download_tools(server)
+    if offers_sign_in:
+        _register_sign_in_tool(server)
     _compact_schemas(server)
     return server
 
@@ -164,6 +204,49 @@ def _register_download_tools(server: MCPServer[Core]) -> None:
         return _result(present.sync_text(result), result)
 
 
+def _register_sign_in_tool(server: MCPServer[Core]) -> None:
+    @server.tool(title="Sign in to Polar", description=SIGN_IN_DESCRIPTION, annotations=SIGNS_IN)
+    async def sign_in(
+        me: Caller,
+        seller: Annotated[
+            str,
+            Field(
+                max_length=300,
+                description=f"The seller: the slug of the user's customer portal address ({PORTAL}), or its id.",
+            ),
+        ] = "",
+        email: Annotated[str, Field(max_length=320, description="The e-mail address the user bought with.")] = "",
+        code: Annotated[str, Field(max_length=40, description="The 6-character code from Polar's e-mail.")] = "",
+        customer_id: Annotated[
+            str, Field(max_length=100, description="When sign_in lists several customers: the one the user chose.")
+        ] = "",
+    ) -> Annotated[CallToolResult, present.SignInState]:
+        with _tool_errors(me):
+            if code.strip():
+                signed_in = await me.core.complete_sign_in(code, seller=seller, email=email)
+                state = present.signed_in_state(signed_in, now=me.core.now())
+                return _result(_signed_in_text(state) + present.owner_only_note(signed_in), state)
+            state = present.code_sent(await me.core.request_code(seller, email, customer_id))
+        return _result(_code_sent_text(state), state)
+
+
+def _code_sent_text(state: present.SignInState) -> str:
+    return (
+        f"If {state.email} bought from {state.seller}, a code is on its way (Polar does not say whether it did). "
+        f"Ask the user for the 6-character code Polar sent to {state.email}, then call sign_in with code. The code "
+        "is valid 30 minutes."
+    )
+
+
+def _signed_in_text(state: present.SignInState) -> str:
+    who = f"{state.name} ({state.email})" if state.name else state.email
+    minutes = round((state.expires_in_seconds or 0) / 60)
+    return (
+        f"Signed in at {state.seller} as {who} until {state.expires_at} (in {minutes} min). list_downloadables now "
+        "shows their files; when the session ends, call sign_in again to e-mail a new code."
+    )
+
+
 @contextmanager
 def _tool_errors(me: _Caller) -> Generator[None]:
     """Every expected failure becomes a ToolError worded for the model: what to do next."""
@@ -175,6 +258,9 @@ def _tool_errors(me: _Caller) -> Generator[None]:
 
 def for_the_model(failure: Failure, source: TokenSource) -> str:
     """A failure in the tools' terms: argument names, and which tool gives a value."""
+    signing_in = _sign_in_wording(failure)
+    if signing_in is not None:
+        return signing_in
     if isinstance(failure, AuthenticationError):
         return f"{failure.message} {source.renew_hint}"
     if isinstance(failure, AmbiguousNameError):
@@ -214,6 +300,68 @@ def for_the_model(failure: Failure, source: TokenSource) -> str:
             "and it fetches only what is missing."
         )
     return failure.message
+
+
+def _sign_in_wording(failure: Failure) -> str | None:
+    """The sign-in failures in the tools' terms: what to ask the user, and how to call sign_in next."""
+    terminal = "or the user can run `polar-mcp login` in a terminal."
+    if isinstance(failure, SignInRequiredError):
+        if failure.reason == "none":
+            return (
+                "Not signed in to Polar. Call sign_in with seller (the slug of the user's customer portal address, "
+                f"{PORTAL}) and email, then call sign_in with the code Polar e-mails; {terminal}"
+            )
+        return (
+            f"{failure.message.removesuffix(' Sign in again with a new code.')} Call sign_in with no arguments to "
+            f"e-mail a new code to {failure.email}, then call sign_in with that code; {terminal}"
+        )
+    if isinstance(failure, SignInArgumentError):
+        if failure.argument == "seller":
+            head = "Which seller?" if failure.missing else f"{failure.wanted!r} is not a seller's slug or id."
+            return f"{head} Call sign_in with seller: the slug of the user's customer portal address ({PORTAL})."
+        if failure.argument == "email":
+            head = "Which e-mail?" if failure.missing else "email is not an e-mail address."
+            return f"{head} Ask the user for the address they bought with, and call sign_in with email."
+        return "customer_id must be one of the ids sign_in listed for this e-mail."
+    if isinstance(failure, SellerNotFoundError):
+        return (
+            f"{failure.message} Ask the user for their customer portal address ({PORTAL}) and call sign_in with "
+            "seller set to its slug."
+        )
+    if isinstance(failure, InvalidEmailError):
+        return f"{failure.message} Ask the user for the address they bought with, and call sign_in with email."
+    if isinstance(failure, CodeRejectedError):
+        if failure.malformed:
+            return f"{failure.message} Ask the user for the code in Polar's e-mail and call sign_in with code."
+        return (
+            f"{failure.message} Ask the user to check the code in the latest e-mail from Polar and call sign_in "
+            "with code, or call sign_in with no arguments to e-mail a new one."
+        )
+    if isinstance(failure, NoPendingCodeError):
+        return (
+            "No code was asked for here in the last 30 minutes. Call sign_in with seller and email first, then "
+            "with the code Polar e-mails."
+        )
+    if isinstance(failure, SignInRateLimitedError):
+        return f"{failure.message} Tell the user to wait; do not call sign_in again before then."
+    if isinstance(failure, CodeRequestLimitedError):
+        if not failure.code_pending:
+            return f"{failure.message} Do not call sign_in again before then."
+        return (
+            f"{failure.message} Meanwhile, ask the user for the code in the e-mail already sent to {failure.email} "
+            "and call sign_in with code."
+        )
+    if isinstance(failure, CodeAttemptsLimitedError):
+        return f"{failure.message} Ask the user to check the code in the latest e-mail from Polar meanwhile."
+    if isinstance(failure, CustomerChoiceRequiredError):
+        choices = "; ".join(f"{c.name} (customer_id {c.id})" for c in failure.customers)
+        return (
+            f"{failure.email} belongs to several customers of {failure.seller}: {choices}. Ask the user which one, "
+            "then call sign_in again with seller, email and customer_id."
+        )
+    if isinstance(failure, SignInChangedError):
+        return f"{failure.message} Until then, a session token set in POLAR_CUSTOMER_SESSION still works."
+    return None
 
 
 def _result(text: str, model: BaseModel) -> CallToolResult:

@@ -2,7 +2,10 @@
 
 It launches the server exactly as a host would, then does what a person would ask an assistant to
 do: see the tools, list the files, search by name, get a download link, download a file and sync the
-whole library (into a temporary folder: a newcomer's Downloads folder is not the demo's to fill).
+whole library (into a temporary folder: a newcomer's Downloads folder is not the demo's to fill). A
+second session starts with no token at all and signs in with an e-mail code, reading the code from
+the double's outbox as the buyer would read their e-mail; its stored sign-in goes to a temporary
+config folder, never the user's own.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import tempfile
 from typing import Any
 
 import anyio
+import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 
@@ -44,12 +48,16 @@ async def _call(client: Client, name: str, arguments: dict[str, Any], *, watch: 
     return result
 
 
-async def session(download_dir: str) -> int:
-    """Run the scripted session; returns the exit code (0 when every step answered as expected)."""
+async def session(download_dir: str, config_dir: str) -> int:
+    """Run the scripted sessions; returns the exit code (0 when every step answered as expected)."""
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "polar_mcp", "--demo"],
-        env={"POLAR_MCP_DOWNLOAD_DIR": download_dir, "POLAR_MCP_LOG_LEVEL": "WARNING"},
+        env={
+            "POLAR_MCP_DOWNLOAD_DIR": download_dir,
+            "POLAR_MCP_CONFIG_DIR": config_dir,
+            "POLAR_MCP_LOG_LEVEL": "WARNING",
+        },
     )
     failures = 0
     async with Client(params) as client:
@@ -79,14 +87,57 @@ async def session(download_dir: str) -> int:
         synced = await _call(client, "sync_library", {}, watch=True)
         resynced = await _call(client, "sync_library", {})
         failures += synced.is_error or not _text(resynced).endswith(": 0 downloaded (0.0 B), 11 already present.")
+    failures += await sign_in_session(config_dir)
     _say("Done" if not failures else f"Done, with {failures} unexpected error(s)")
     return 1 if failures else 0
 
 
+async def sign_in_session(config_dir: str) -> int:
+    """A buyer with no token: sign in with a code Polar e-mails, then list. Returns the unexpected errors."""
+    # Loaded here: only this session runs a double of its own, to read its outbox.
+    from polar_mcp.double.runner import start_double
+    from polar_mcp.double.seed import DEMO_CUSTOMER_EMAIL, DEMO_ORGANIZATION_SLUG, demo_store
+
+    failures = 0
+    with start_double(demo_store()) as double:
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "polar_mcp"],
+            env={
+                "POLAR_API_URL": double.base_url,
+                "POLAR_MCP_CONFIG_DIR": config_dir,
+                "POLAR_MCP_LOG_LEVEL": "WARNING",
+            },
+        )
+        async with Client(params) as client:
+            _say("7. A second session with no token configured: sign_in is offered")
+            tools = await client.list_tools()
+            print(", ".join(tool.name for tool in tools.tools))
+            await _call(client, "list_downloadables", {"limit": 5})
+            _say("8. 'I bought from Ferris Press as ada@example.com' (sign_in asks Polar to e-mail a code)")
+            sent = await _call(client, "sign_in", {"seller": DEMO_ORGANIZATION_SLUG, "email": DEMO_CUSTOMER_EMAIL})
+            failures += sent.is_error
+            async with httpx2.AsyncClient(base_url=double.base_url) as admin:
+                messages = (await admin.get("/__double__/outbox")).json()["messages"]
+            mail = messages[-1]
+            print(f"\n(the double's outbox, admin route: to {mail['to']}, {mail['subject']!r}, code {mail['code']})")
+            _say("9. 'The code is ...' (sign_in with the code)")
+            done = await _call(client, "sign_in", {"code": mail["code"]})
+            failures += done.is_error
+            _say("10. 'What did I buy?' now that she is signed in")
+            listing = await _call(client, "list_downloadables", {"limit": 5})
+            failures += listing.is_error
+    return failures
+
+
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="polar-mcp-demo-") as download_dir:
-        os.environ.pop("POLAR_CUSTOMER_SESSION", None)
-        return anyio.run(session, download_dir)
+    with (
+        tempfile.TemporaryDirectory(prefix="polar-mcp-demo-") as download_dir,
+        tempfile.TemporaryDirectory(prefix="polar-mcp-demo-config-") as config_dir,
+    ):
+        for name in ("POLAR_CUSTOMER_SESSION", "POLAR_ACCESS_TOKEN", "POLAR_ORGANIZATION", "POLAR_CUSTOMER_EMAIL"):
+            os.environ.pop(name, None)
+        return anyio.run(session, download_dir, config_dir)
 
 
 if __name__ == "__main__":

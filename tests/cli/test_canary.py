@@ -15,7 +15,7 @@ from tests.helpers.cli import Cli, Run
 
 CANARY = "polar_cst_CaNaRy7Zq9XwV3mK8pL2nR5tY1uB4cD6eF0gH"
 ORG_CANARY = "polar_oat_CaNaRyOrg7Zq9XwV3mK8pL2nR5tY1uB4cD6eF0gH"
-SIGNED_LINK = re.compile(r"/downloadables/[A-Za-z0-9_.-]{20,}|__storage__/")
+SIGNED_LINK = re.compile(r"/downloadables/[A-Za-z0-9_.-]{20,}|/polar-files/")
 
 
 def _every_command(cli: Cli, folder: Path) -> list[Run]:

@@ -22,8 +22,18 @@ REJECTED = (
 )
 
 
-def _head(double: RunningDouble, token: str) -> list[str]:
-    return [f"polar-mcp {__version__}", f"API:       {double.base_url} (POLAR_API_URL)", f"Token:     {token}"]
+SESSION_ORDER = "Order:     POLAR_CUSTOMER_SESSION (in use) > POLAR_ACCESS_TOKEN (not set) > stored sign-in (none)"
+MINTED_ORDER = "Order:     POLAR_CUSTOMER_SESSION (not set) > POLAR_ACCESS_TOKEN (in use) > stored sign-in (none)"
+NONE_ORDER = "Order:     POLAR_CUSTOMER_SESSION (not set) > POLAR_ACCESS_TOKEN (not set) > stored sign-in (none)"
+
+
+def _head(double: RunningDouble, token: str, order: str = SESSION_ORDER) -> list[str]:
+    return [
+        f"polar-mcp {__version__}",
+        f"API:       {double.base_url} (POLAR_API_URL)",
+        f"Token:     {token}",
+        order,
+    ]
 
 
 @pytest.fixture
@@ -64,9 +74,10 @@ def test_no_token_at_all_exits_2_and_says_what_to_set(cli: Cli, api: RunningDoub
     run = cli("doctor")
     assert run.code == 2
     assert run.out.splitlines() == [
-        *_head(api, "none"),
+        *_head(api, "none", NONE_ORDER),
         "Reachable: yes",
-        "Session:   none configured (set POLAR_CUSTOMER_SESSION, or POLAR_ACCESS_TOKEN + POLAR_CUSTOMER_ID)",
+        "Session:   none configured (run polar-mcp login, or set POLAR_CUSTOMER_SESSION, "
+        "or POLAR_ACCESS_TOKEN + POLAR_CUSTOMER_ID)",
     ]
     # The runtime's start-up warning (worded for MCP tools) is logged to stderr as well.
     assert run.messages == ""
@@ -82,6 +93,7 @@ def test_an_unreachable_api_exits_5_before_checking_the_session(
         f"polar-mcp {__version__}",
         "API:       http://127.0.0.1:9 (POLAR_API_URL)",
         "Token:     session from POLAR_CUSTOMER_SESSION, polar_cst_…",
+        SESSION_ORDER,
         "Reachable: no",
     ]
     assert token not in run.out
@@ -96,7 +108,9 @@ def test_minted_mode_says_so_and_never_prints_the_organization_token(
     assert (run.code, run.err) == (0, "")
     lines = run.out.splitlines()
     assert lines[:-1] == [
-        *_head(api, f"minted from POLAR_ACCESS_TOKEN (polar_oat_…) for customer {DEMO_CUSTOMER_EXTERNAL_ID}"),
+        *_head(
+            api, f"minted from POLAR_ACCESS_TOKEN (polar_oat_…) for customer {DEMO_CUSTOMER_EXTERNAL_ID}", MINTED_ORDER
+        ),
         "Reachable: yes",
     ]
     assert lines[-1].endswith(" (renewed automatically)")
@@ -114,7 +128,9 @@ def test_minted_mode_with_an_unknown_organization_token_exits_2_as_a_configurati
     run = cli("doctor")
     assert (run.code, run.err) == (2, "")
     assert run.out.splitlines() == [
-        *_head(api, f"minted from POLAR_ACCESS_TOKEN (polar_oat_…) for customer {DEMO_CUSTOMER_EXTERNAL_ID}"),
+        *_head(
+            api, f"minted from POLAR_ACCESS_TOKEN (polar_oat_…) for customer {DEMO_CUSTOMER_EXTERNAL_ID}", MINTED_ORDER
+        ),
         "Reachable: yes",
         "Session:   rejected — Polar rejected POLAR_ACCESS_TOKEN: the organization token is invalid, expired or "
         "revoked. Create a new organization access token with the customer_sessions:write scope.",

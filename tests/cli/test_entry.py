@@ -59,10 +59,11 @@ def test_help_lists_every_command_and_says_tokens_come_from_the_environment(
     out, err = capsys.readouterr()
     assert err == ""
     assert out.startswith("usage: polar-mcp ")
-    for command in ("list", "link", "download", "doctor"):
+    for command in ("list", "link", "download", "doctor", "login", "logout"):
         assert f"\n    {command} " in out, command
     assert " ".join(out.split()).endswith(
-        "Tokens are read from the environment only (POLAR_CUSTOMER_SESSION or POLAR_ACCESS_TOKEN)."
+        "Tokens are read from the environment only (POLAR_CUSTOMER_SESSION or POLAR_ACCESS_TOKEN); without one, "
+        "`polar-mcp login` signs in with a code Polar e-mails you."
     )
 
 

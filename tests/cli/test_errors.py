@@ -20,11 +20,9 @@ REJECTED = (
     "POLAR_ACCESS_TOKEN and POLAR_CUSTOMER_ID so polar-mcp renews sessions itself.\n"
 )
 NO_SESSION = (
-    "polar-mcp: No Polar session is configured. Set one of: POLAR_CUSTOMER_SESSION, a customer "
-    "(polar_cst_…) or member (polar_mst_…) session token, which the seller creates with Polar's POST "
-    "/v1/customer-sessions/ and which lives one hour; or POLAR_ACCESS_TOKEN, an organization token with "
-    "customer_sessions:write, with POLAR_CUSTOMER_ID or POLAR_EXTERNAL_CUSTOMER_ID, so polar-mcp creates "
-    "sessions itself. Or run with --demo to try polar-mcp without an account.\n"
+    "polar-mcp: Not signed in. Run: polar-mcp login SELLER --email EMAIL (SELLER is the slug of the seller's "
+    "portal address, https://polar.sh/<slug>/portal); or set POLAR_CUSTOMER_SESSION, or POLAR_ACCESS_TOKEN and "
+    "POLAR_CUSTOMER_ID.\n"
 )
 UNREACHABLE = "http://127.0.0.1:9"
 UNAVAILABLE = "polar-mcp: Polar is having trouble right now (HTTP 503); try again in a minute.\n"

@@ -122,7 +122,6 @@ async def test_the_bundle_with_a_session_and_downloads_disabled_lists_the_custom
     assert token not in stderr.read_text(encoding="utf-8")
 
 
-@pytest.mark.skip(reason="sign_in tool lands with issue 14")
 async def test_the_bundle_with_only_the_seller_and_e_mail_set_offers_sign_in(
     manifest: dict[str, Any], unpacked: Path, wheelhouse: Path, tmp_path: Path, double: RunningDouble
 ) -> None:

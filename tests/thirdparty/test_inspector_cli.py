@@ -16,6 +16,7 @@ import pytest
 from polar_mcp.config import Settings
 from polar_mcp.double.seed import DEMO_CUSTOMER_EXTERNAL_ID
 from polar_mcp.double.store import Store
+from polar_mcp.download_record import RECORD_NAME
 from tests.helpers.thirdparty import (
     DEMO_SERVER,
     MASK,
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.node
 
 READ_ONLY = {"readOnlyHint": True, "openWorldHint": True}
 DOWNLOADED_KEYS = ("path", "name", "size_bytes", "sha256", "verified", "skipped")
-SIGNED_LINK = re.compile(r"http://127\.0\.0\.1:\d+/v1/customer-portal/downloadables/[\w-]+\.[\w-]+")
+SIGNED_LINK = re.compile(r"http://127\.0\.0\.1:\d+/v1/customer-portal/downloadables/\.[\w-]+\.[\w-]+\.[\w-]+")
 
 
 def call(tool: str, *pairs: str) -> list[str]:
@@ -131,7 +132,7 @@ def test_the_inspector_downloads_the_errata_into_the_folder_set_by_env_verified_
         "skipped": False,
     }
     assert result["isError"] is False
-    assert sorted(path.name for path in downloads.iterdir()) == ["errata.txt"]  # no temporary file left
+    assert sorted(path.name for path in downloads.iterdir()) == [RECORD_NAME, "errata.txt"]  # no temporary file
     assert sha256_of(saved) == facts["sha256"]
     errata = next(file for file in store.files.values() if file.name == "errata.txt")
     assert saved.read_bytes() == errata.blob.read()

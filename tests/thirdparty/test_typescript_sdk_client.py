@@ -11,6 +11,7 @@ import pytest
 
 from polar_mcp.config import Settings
 from polar_mcp.double.store import Store
+from polar_mcp.download_record import RECORD_NAME
 from tests.helpers.thirdparty import (
     DEMO_SERVER,
     TOOL_NAMES,
@@ -68,7 +69,7 @@ def test_the_typescript_sdk_downloads_over_streamable_http_with_streamed_progres
     assert output["progress"] >= 2, output
     last = output["lastProgress"]
     assert (last["progress"], last["total"]) == (size, size)
-    assert sorted(path.name for path in http_downloads.iterdir()) == [EPUB]
+    assert sorted(path.name for path in http_downloads.iterdir()) == [RECORD_NAME, EPUB]
     assert sha256_of(saved) == facts["sha256"]
     reference = reference_call(http_reference, "download_file", arguments)
     reference_path = reference["structuredContent"]["path"]

@@ -619,3 +619,17 @@ async def test_a_name_with_nothing_printable_is_left_out() -> None:
         set(),
         {"benefit"},
     ]
+
+
+@pytest.mark.anyio
+async def test_an_expired_session_is_one_message_not_a_names_warning_then_the_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    polar = FakePolar(items=shop(), script=lambda _request: invalid_token(), grants_script=lambda _r: invalid_token())
+    world = World([], polar)
+    caplog.set_level(logging.DEBUG, logger="polar_mcp")
+
+    with pytest.raises(AuthenticationError):
+        await world.listing()
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -21,6 +21,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from polar_mcp import __version__
 from polar_mcp.cache import BoundedCache
+from polar_mcp.failure import Failure
 from polar_mcp.polar.errors import (
     AuthenticationError,
     CatalogTooLargeError,
@@ -235,16 +236,21 @@ class PolarClient:
         method: str,
         path: str,
         *,
-        token: SecretStr,
+        token: SecretStr | None,
         params: Sequence[tuple[str, str]] | None = None,
         json_body: dict[str, Any] | None = None,
         deadline: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> bytes:
-        """Send one logical request with retries; return the body of the 2xx answer."""
+        """Send one logical request with retries (`retry` overrides the client's policy); return the
+        body of the 2xx answer. `token=None` sends no credentials (the sign-in endpoints)."""
         deadline = deadline if deadline is not None else self._clock() + self._timeout
-        headers = {"Authorization": f"Bearer {token.get_secret_value()}", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         if self._polar_version:
             headers["Polar-Version"] = self._polar_version
+        policy = retry or self._retry
         limiter = self._limiter_for(token)
         attempt = 0
         while True:
@@ -256,15 +262,15 @@ class PolarClient:
                         raise self._timeout_error()
                     return await self._attempt(method, path, headers, params, json_body, remaining)
             except PolarError as error:
-                wait = self._retry_wait(error, attempt)
+                wait = self._retry_wait(error, attempt, policy)
                 if wait is None or self._clock() + wait >= deadline:
                     raise
                 attempt += 1
                 logger.info("retrying %s %s in %.2f s (%s)", method, path, wait, type(error).__name__)
                 await self._sleep(wait)
 
-    def _limiter_for(self, token: SecretStr) -> anyio.CapacityLimiter:
-        key = principal_key(token.get_secret_value())
+    def _limiter_for(self, token: SecretStr | None) -> anyio.CapacityLimiter:
+        key = principal_key(token.get_secret_value()) if token is not None else "anonymous"
         limiter = self._limiters.get(key)
         if limiter is None:
             limiter = anyio.CapacityLimiter(self._limits.per_principal_concurrency)
@@ -319,8 +325,8 @@ class PolarClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _retry_wait(self, error: PolarError, attempt: int) -> float | None:
-        if not error.retryable or attempt >= self._retry.max_retries:
+    def _retry_wait(self, error: PolarError, attempt: int, policy: RetryPolicy) -> float | None:
+        if not error.retryable or attempt >= policy.max_retries:
             return None
         if isinstance(error, PolarTimeoutError):
             return None  # the deadline is spent: another attempt has no time left
@@ -328,7 +334,7 @@ class PolarClient:
         if isinstance(retry_after, float):
             # Honour Retry-After, but never wait longer than one request may take.
             return None if retry_after > self._timeout else retry_after
-        backoff = min(self._retry.max_delay, self._retry.base_delay * 2**attempt)
+        backoff = min(policy.max_delay, policy.base_delay * 2**attempt)
         return backoff * self._rng.uniform(0.5, 1.0)
 
     def _timeout_error(self) -> PolarTimeoutError:
@@ -355,8 +361,9 @@ def parse_json(body: bytes, model: type[M]) -> M:
 
 
 def first_error(failures: ExceptionGroup[Exception]) -> Exception:
-    """What a task group's failure means to a caller: the first `PolarError` in it, else its only
-    failure, else the group itself (anyio wraps whatever fails inside a task group)."""
+    """What a task group's failure means to a caller: the first expected failure in it (a `PolarError`,
+    or any `Failure` a token source raised), else its only failure, else the group itself (anyio wraps
+    whatever fails inside a task group)."""
     leaves: list[Exception] = []
     pending: list[Exception] = [failures]
     while pending:
@@ -368,6 +375,9 @@ def first_error(failures: ExceptionGroup[Exception]) -> Exception:
     polar = next((leaf for leaf in leaves if isinstance(leaf, PolarError)), None)
     if polar is not None:
         return polar
+    expected = next((leaf for leaf in leaves if isinstance(leaf, Failure)), None)
+    if expected is not None:
+        return expected
     return leaves[0] if len(leaves) == 1 else failures
 
 

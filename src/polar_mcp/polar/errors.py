@@ -73,7 +73,12 @@ class ServerError(PolarError):
 
 
 class UnexpectedStatusError(PolarError):
-    """Any other status Polar should not send on these endpoints."""
+    """Any other status Polar should not send on these endpoints (409 on sign-in is read from `data`)."""
+
+    def __init__(self, message: str, status: int = 0, data: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.data = data
 
 
 class PolarTimeoutError(PolarError):
@@ -171,4 +176,4 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes, *,
         )
     if status == 410:
         return GoneError("Polar answered 410 Gone: the link expired or the file was withdrawn.")
-    return UnexpectedStatusError(f"Polar answered an unexpected HTTP {status}; try again later.")
+    return UnexpectedStatusError(f"Polar answered an unexpected HTTP {status}; try again later.", status, data)
