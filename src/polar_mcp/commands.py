@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import unicodedata
 import uuid
@@ -248,10 +249,28 @@ async def _sync(core: Core, args: argparse.Namespace) -> int:
             _print_plan(plan)
         return ExitCode.OK
     bar = _ProgressBar(sys.stderr, "sync")
+    results: list[present.SyncResult] = []
+    stopped_by: list[int] = []
     try:
-        result = await core.sync(core.configured, benefit_ids=benefit_ids, query=query, progress=bar.update)
+        # A sync runs long: SIGTERM and Ctrl-C cancel it, so the transfers under way remove their
+        # partial files (Python's default SIGTERM would leave them), and what was finished stays.
+        async with anyio.create_task_group() as group:
+
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for number in signals:
+                        stopped_by.append(number)
+                        group.cancel_scope.cancel()
+
+            group.start_soon(stop_on_signal)
+            results.append(await core.sync(core.configured, benefit_ids=benefit_ids, query=query, progress=bar.update))
+            group.cancel_scope.cancel()
     finally:
         bar.finish()
+    if stopped_by:
+        _err("sync interrupted: the files finished so far are kept; run it again to fetch the rest.")
+        return 128 + stopped_by[0]
+    result = results[0]
     if args.json:
         _print_json(result)
     else:

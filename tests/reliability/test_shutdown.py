@@ -57,10 +57,13 @@ class _HeldBlob(Blob):
 
     gate: threading.Event = field(default_factory=threading.Event, compare=False)
     held_after: int = HELD_AFTER_BLOCKS
+    holding: threading.Event = field(default_factory=threading.Event, compare=False)
+    """Set once the first blocks are sent and the rest is held."""
 
     def blocks(self) -> Iterator[bytes]:
         for index, block in enumerate(super().blocks()):
             if index == self.held_after:
+                self.holding.set()
                 self.gate.wait(GATE_TIMEOUT)
             yield block
 
@@ -341,3 +344,63 @@ def test_a_sigterm_mid_sync_keeps_finished_files_recorded_leaves_no_partial_one_
     resumed = anyio.run(_sync_again, env)
     assert resumed["counts"]["present"] == len(kept)
     assert resumed["counts"]["downloaded"] == 11 - len(kept)
+
+
+def _sync_command(env: dict[str, str], folder: Path, stderr: Path) -> subprocess.Popen[str]:
+    with stderr.open("w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "polar_mcp", "sync", str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_stopping_polar_mcp_sync_keeps_finished_files_leaves_no_partial_one_and_the_next_run_resumes(
+    stop: str, store: Store, double: RunningDouble, held: threading.Event, tmp_path: Path
+) -> None:
+    downloads = tmp_path / "downloads"
+    env = subprocess_env(POLAR_API_URL=double.base_url, POLAR_CUSTOMER_SESSION=store.issue_session(ada_id(store)))
+    blob = next(f for f in store.files.values() if f.name == HELD_FILE).blob
+    assert isinstance(blob, _HeldBlob)
+
+    process = _sync_command(env, downloads, tmp_path / "stderr.log")
+    try:
+        assert blob.holding.wait(READ_TIMEOUT), "the sync never reached the held file"
+        process.send_signal(signal.Signals[stop])
+        out, _ = process.communicate(timeout=STOP_TIMEOUT * 3)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+    stderr = (tmp_path / "stderr.log").read_text()
+    assert process.returncode == 128 + signal.Signals[stop], stderr
+    assert out == ""
+    assert stderr.endswith(
+        "polar-mcp: sync interrupted: the files finished so far are kept; run it again to fetch the rest.\n"
+    )
+    assert [p.name for p in downloads.rglob("*") if p.name.endswith(".part")] == []
+    kept = {
+        p.relative_to(downloads).as_posix(): p.stat().st_size
+        for p in downloads.rglob("*")
+        if p.is_file() and p.name != RECORD_NAME
+    }
+    assert f"Async Course Videos/{HELD_FILE}" not in kept
+    assert _recorded(downloads) == kept
+
+    held.set()
+    again = subprocess.run(
+        [sys.executable, "-m", "polar_mcp", "sync", str(downloads), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    counts = json.loads(again.stdout)["counts"]
+    assert (counts["present"], counts["downloaded"], counts["failed"]) == (len(kept), 11 - len(kept), 0)
