@@ -265,6 +265,11 @@ async def _sync(core: Core, args: argparse.Namespace) -> int:
             group.start_soon(stop_on_signal)
             results.append(await core.sync(core.configured, benefit_ids=benefit_ids, query=query, progress=bar.update))
             group.cancel_scope.cancel()
+    except ExceptionGroup as failures:
+        # The task group wraps the sync's own failure: it is worded like any other.
+        if len(failures.exceptions) == 1:
+            raise failures.exceptions[0] from None
+        raise
     finally:
         bar.finish()
     if stopped_by:
