@@ -282,9 +282,10 @@ class Core:
         needle = query.strip()
         chosen = matches_query(listing.items, listing.names, needle) if needle else listing.items
         names = {benefit: name.name for benefit, name in listing.names.items() if name.name}
-        # Gone files are looked for in the folders of what was synced: the benefits asked for, the
-        # benefits a search matched, or every folder of the record.
-        scope = wanted or ({item.benefit_id for item in chosen} if needle else None)
+        # Gone files are looked for in the folders of what was synced: the benefits asked for, else those
+        # a search matched, else those Polar lists. Not every folder of the record: the same folder may
+        # hold what the user bought from another seller, under another session.
+        scope = wanted or {item.benefit_id for item in (chosen if needle else listing.items)}
         return await sync.plan(
             self.settings.download_dir or download.default_download_dir(),
             chosen,

@@ -110,15 +110,15 @@ async def plan(
     names: Mapping[str, str],
     *,
     request_for: RequestFor,
-    scope: Collection[str] | None,
+    scope: Collection[str],
     max_file_bytes: int | None,
     dry_run: bool = False,
 ) -> Plan:
     """Plan bringing `chosen` into `directory`.
 
     `listed` is every item Polar listed in the sync's scope (a search's matches are only part of it),
-    `names` the benefit names known, `scope` the benefits whose folders are checked for gone files
-    (None: every folder the record knows). A dry run creates nothing and keeps no folder choice.
+    `names` the benefit names known, `scope` the benefits synced, whose folders are checked for gone
+    files. A dry run creates nothing and keeps no folder choice.
     """
     return await anyio.to_thread.run_sync(
         _plan, directory, chosen, listed, names, request_for, scope, max_file_bytes, dry_run
@@ -131,7 +131,7 @@ def _plan(
     listed: Sequence[Downloadable],
     names: Mapping[str, str],
     request_for: RequestFor,
-    scope: Collection[str] | None,
+    scope: Collection[str],
     max_file_bytes: int | None,
     dry_run: bool,
 ) -> Plan:
@@ -160,8 +160,7 @@ def _plan(
                 files.append(Planned(item, benefit, folder, name, failure="Polar sent no usable link for this file."))
             else:
                 files.append(Planned(item, benefit, folder, name))
-        synced = folders.keys() if scope is None else scope
-        gone = _gone(root, snapshot, {b: folders[b] for b in synced if b in folders}, listed)
+        gone = _gone(root, snapshot, {b: folders[b] for b in scope if b in folders}, listed)
     return Plan(root, files, gone)
 
 

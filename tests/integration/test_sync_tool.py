@@ -245,22 +245,54 @@ async def test_a_file_polar_no_longer_offers_is_kept_and_reported_gone(
     async with _client(store, double, tmp_path) as client:
         await client.call_tool("sync_library", {})
         _file(store, "errata.txt").deleted = True
-        _benefit(store, "Wallpaper Pack").deleted = True
+        _file(store, "ferris-dusk-2560x1440.png").deleted = True
         again = await client.call_tool("sync_library", {})
 
     synced = _structured(again)
-    assert synced["gone"] == [
-        "Rust Ebook Bundle/errata.txt",
-        "Wallpaper Pack/ferris-dawn-3840x2160.png",
-        "Wallpaper Pack/ferris-dusk-2560x1440.png",
-    ]
-    assert synced["counts"] == {"downloaded": 0, "present": 8, "failed": 0, "bytes": 0}
+    assert synced["gone"] == ["Rust Ebook Bundle/errata.txt", "Wallpaper Pack/ferris-dusk-2560x1440.png"]
+    assert synced["counts"] == {"downloaded": 0, "present": 9, "failed": 0, "bytes": 0}
     assert (tmp_path / "Rust Ebook Bundle" / "errata.txt").exists()
     assert _text(again) == (
-        f"Synced 8 files into {tmp_path.resolve()}: 0 downloaded (0.0 B), 8 already present.\n"
-        "No longer offered by Polar, kept on disk: 3 files (Rust Ebook Bundle/errata.txt, "
-        "Wallpaper Pack/ferris-dawn-3840x2160.png, Wallpaper Pack/ferris-dusk-2560x1440.png)."
+        f"Synced 9 files into {tmp_path.resolve()}: 0 downloaded (0.0 B), 9 already present.\n"
+        "No longer offered by Polar, kept on disk: 2 files (Rust Ebook Bundle/errata.txt, "
+        "Wallpaper Pack/ferris-dusk-2560x1440.png)."
     )
+
+
+async def test_a_benefit_withdrawn_as_a_whole_is_reported_gone_when_asked_for_by_id(
+    fresh: tuple[Store, RunningDouble], tmp_path: Path
+) -> None:
+    store, double = fresh
+    wallpapers = _benefit(store, "Wallpaper Pack")
+    async with _client(store, double, tmp_path) as client:
+        await client.call_tool("sync_library", {})
+        wallpapers.deleted = True
+        everything = await client.call_tool("sync_library", {})
+        asked = await client.call_tool("sync_library", {"benefit_id": wallpapers.id})
+
+    assert _structured(everything)["gone"] == []
+    assert _structured(asked) == {
+        "folder": str(tmp_path.resolve()),
+        "counts": {"downloaded": 0, "present": 0, "failed": 0, "bytes": 0},
+        "files": [],
+        "gone": ["Wallpaper Pack/ferris-dawn-3840x2160.png", "Wallpaper Pack/ferris-dusk-2560x1440.png"],
+    }
+
+
+async def test_two_sellers_synced_into_one_folder_never_report_each_others_files_gone(
+    fresh: tuple[Store, RunningDouble], tmp_path: Path
+) -> None:
+    store, double = fresh
+    mary = store.issue_session(store.customer_by_external_id("mary-1797").id)
+    env = {"POLAR_API_URL": double.base_url, "POLAR_CUSTOMER_SESSION": mary, "POLAR_MCP_DOWNLOAD_DIR": str(tmp_path)}
+    async with _client(store, double, tmp_path) as ada, Client(build_server(load_settings(env))) as quill:
+        await ada.call_tool("sync_library", {})
+        from_quill = await quill.call_tool("sync_library", {})
+        from_ada = await ada.call_tool("sync_library", {})
+
+    assert [f["path"] for f in _structured(from_quill)["files"]] == ["Poetry Chapbook/night-poems-chapbook.pdf"]
+    assert (_structured(from_quill)["gone"], _structured(from_ada)["gone"]) == ([], [])
+    assert _structured(from_ada)["counts"]["present"] == 11
 
 
 async def test_hostile_benefit_and_file_names_stay_inside_the_folder(

@@ -295,7 +295,9 @@ def items_of(fake: FakePolar) -> list[Downloadable]:
 async def plan_of(fake: FakePolar, folder: Path) -> sync.Plan:
     items = items_of(fake)
     names = {BENEFIT_A: "Rust Ebook Bundle"}
-    return await sync.plan(folder, items, items, names, request_for=download_request, scope=None, max_file_bytes=None)
+    return await sync.plan(
+        folder, items, items, names, request_for=download_request, scope=[BENEFIT_A], max_file_bytes=None
+    )
 
 
 async def run(fake: FakePolar, plan: sync.Plan, **options: Any) -> list[sync.Outcome]:
