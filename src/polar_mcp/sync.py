@@ -14,6 +14,7 @@ fetched concurrently, each through `download.download_file`, so every rule of a 
 from __future__ import annotations
 
 import logging
+import os
 import stat
 from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -118,7 +119,7 @@ async def plan(
 
     `listed` is every item Polar listed in the sync's scope (a search's matches are only part of it),
     `names` the benefit names known, `scope` the benefits synced, whose folders are checked for gone
-    files. A dry run creates nothing and keeps no folder choice.
+    files. A dry run creates no folder and keeps no folder choice.
     """
     return await anyio.to_thread.run_sync(
         _plan, directory, chosen, listed, names, request_for, scope, max_file_bytes, dry_run
@@ -201,13 +202,11 @@ def _free_folder(root: Path, base: str, taken: Collection[str]) -> str:
 
 def _free_for_a_folder(path: Path) -> bool:
     """Nothing there yet, or a real folder (a user's own is shared, never a file or a link)."""
-    try:
-        return stat.S_ISDIR(path.lstat().st_mode)
-    except FileNotFoundError:
-        return True
+    return _is_folder(path) or not os.path.lexists(path)
 
 
 def _is_folder(path: Path) -> bool:
+    """A real folder: not a file, not a link (even to a folder)."""
     try:
         return stat.S_ISDIR(path.lstat().st_mode)
     except FileNotFoundError:
@@ -276,12 +275,19 @@ async def run(
     check_limits(plan, max_total_bytes, free_space)
     tracker = _Tracker(plan.bytes_to_fetch, progress)
     limiter = anyio.CapacityLimiter(concurrency)
+    # One renewal at a time: the first renews every link of its benefit, the others then find theirs
+    # fresh without asking Polar again.
+    renewing = anyio.Lock()
     outcomes: dict[int, Outcome] = {}
+
+    async def renewed(item: Downloadable) -> Downloadable:
+        async with renewing:
+            return await refresh(item)
 
     async def fetch(index: int, planned: Planned) -> None:
         async with limiter:
             try:
-                item = planned.item if fresh(planned.item) else await refresh(planned.item)
+                item = planned.item if fresh(planned.item) else await renewed(planned.item)
                 saved = await download_file(
                     http,
                     request_for(item),

@@ -251,6 +251,34 @@ async def test_a_long_sync_renews_stale_links_with_one_narrow_listing_per_benefi
     assert link_hits(fake) == {link_path(n): 1 for n in range(1, 6)}
 
 
+async def test_links_stale_from_the_start_are_renewed_once_per_benefit_however_many_transfers_run(
+    tmp_path: Path,
+) -> None:
+    fake = library((BENEFIT_A, range(1, 4)), (BENEFIT_B, range(4, 6)))
+    for item in fake.items:
+        item["file"]["download"]["expires_at"] = (NOW + timedelta(minutes=3)).isoformat()
+    pages: list[int] = []
+
+    def renew_after_the_scan(page: int) -> None:
+        pages.append(page)
+        if len(pages) > 1:
+            for item in fake.items:
+                item["file"]["download"]["expires_at"] = (NOW + timedelta(hours=1)).isoformat()
+
+    fake.on_page = renew_after_the_scan
+
+    async with core_for(fake, tmp_path, FakeTime(), POLAR_MCP_DOWNLOAD_CONCURRENCY="4") as core:
+        result = await core.sync(core.configured)
+
+    assert result.counts.downloaded == 5
+    assert fake.listing_queries[0] == [("page", "1"), ("limit", "100")]
+    assert sorted(fake.listing_queries[1:]) == [
+        [("benefit_id", BENEFIT_A), ("page", "1"), ("limit", "100")],
+        [("benefit_id", BENEFIT_B), ("page", "1"), ("limit", "100")],
+    ]
+    assert link_hits(fake) == {link_path(n): 1 for n in range(1, 6)}
+
+
 async def test_a_file_over_the_per_file_cap_fails_alone_and_is_never_requested(tmp_path: Path) -> None:
     fake = FakePolar()
     small, large = b"s" * 1000, b"L" * 5000
