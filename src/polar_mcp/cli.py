@@ -158,11 +158,14 @@ def _serve(settings: Settings) -> int:
 
         try:
             check_bind(settings)
+            serve(settings)
         except ConfigError as error:
             print(f"polar-mcp: {error}", file=sys.stderr)
             return ExitCode.CONFIG
-        serve(settings)
         return ExitCode.OK
+    if settings.auth == "signin":
+        print("polar-mcp: POLAR_MCP_AUTH / --auth signin serves over HTTP: add --transport http", file=sys.stderr)
+        return ExitCode.CONFIG
     from polar_mcp.server import build_server
 
     anyio.run(_serve_stdio, build_server(settings, stored_sign_in=True))

@@ -128,6 +128,41 @@ OPTIONS: tuple[Option, ...] = (
         "HTTP on loopback: let requests without a bearer use the configured session (default off)",
         switch=True,
     ),
+    Option(
+        "auth",
+        "POLAR_MCP_AUTH",
+        "HTTP: bearer (default, each request brings a session token) or signin (OAuth, buyers sign in by e-mail)",
+    ),
+    Option("public_url", "POLAR_MCP_PUBLIC_URL", "signin: the address buyers reach, e.g. https://files.example.com"),
+    Option(
+        "secret_key",
+        "POLAR_MCP_SECRET_KEY",
+        "signin: at least 32 random characters, the same on every replica (CSRF, token and code hashing)",
+        secret=True,
+    ),
+    Option(
+        "smtp_url",
+        "POLAR_MCP_SMTP_URL",
+        "signin: the mail server for codes, smtp://user:password@host:587 (STARTTLS) or smtps://…:465",
+        secret=True,
+    ),
+    Option("mail_from", "POLAR_MCP_MAIL_FROM", "signin: the From address of code e-mails"),
+    Option(
+        "database_url",
+        "POLAR_MCP_DATABASE_URL",
+        "signin: where state lives (default sqlite in the user's data folder)",
+        secret=True,
+    ),
+    Option(
+        "trusted_proxies",
+        "POLAR_MCP_TRUSTED_PROXIES",
+        "signin: comma-separated proxy addresses or networks whose X-Forwarded-For is believed",
+    ),
+    Option(
+        "refresh_ttl",
+        "POLAR_MCP_REFRESH_TTL",
+        "signin: how long a sign-in lasts unused, renewed by each use: 30d (default), 12h, or seconds",
+    ),
 )
 
 
@@ -164,6 +199,14 @@ class Settings(BaseModel):
     port: int = Field(default=8000, ge=0, le=65535)
     allowed_hosts: tuple[str, ...] = ()
     allow_configured_token: bool = False
+    auth: Literal["bearer", "signin"] = "bearer"
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    smtp_url: SecretStr | None = None
+    mail_from: str | None = Field(default=None, max_length=300)
+    database_url: SecretStr | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    refresh_ttl: int = Field(default=30 * 86400, ge=3600, le=366 * 86400)
 
     @field_validator("customer_session", "access_token", mode="before")
     @classmethod
@@ -181,6 +224,46 @@ class Settings(BaseModel):
     def _parse_size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
 
+    @field_validator("refresh_ttl", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([dhms]?)\s*", value.lower())
+        if match is None:
+            raise ValueError("must be a duration such as 30d, 12h or a number of seconds")
+        return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        parts = tuple(part.strip() for part in value.split(",") if part.strip())
+        try:
+            return tuple(str(ipaddress.ip_network(part, strict=False)) for part in parts)
+        except ValueError:
+            raise ValueError("must be IP addresses or networks such as 10.0.0.5,172.16.0.0/12") from None
+
+    @field_validator("mail_from", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() or None if isinstance(value, str) else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be the server's address such as https://files.example.com")
+        if parts.path.strip("/"):
+            raise ValueError("must be the server's address without a path: polar-mcp serves from the root")
+        if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError("must be https (plain http only for localhost, 127.0.0.1 or [::1])")
+        return value.strip().rstrip("/")
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
@@ -188,7 +271,7 @@ class Settings(BaseModel):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("server", "transport", mode="before")
+    @field_validator("server", "transport", "auth", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -235,6 +318,13 @@ class Settings(BaseModel):
         if self.member_id is not None and self.external_member_id is not None:
             raise ValueError("set only one of POLAR_MEMBER_ID and POLAR_EXTERNAL_MEMBER_ID")
         wants_customer = self.customer_id is not None or self.external_customer_id is not None
+        if self.auth == "signin":
+            if wants_customer or self.member_id is not None or self.external_member_id is not None:
+                raise ValueError(
+                    "POLAR_MCP_AUTH=signin: each buyer signs in as themselves; unset POLAR_CUSTOMER_ID, "
+                    "POLAR_EXTERNAL_CUSTOMER_ID and the member ids"
+                )
+            return self
         if self.access_token is not None and not wants_customer and self.customer_session is None:
             raise ValueError(
                 "POLAR_ACCESS_TOKEN mints customer sessions: also set POLAR_CUSTOMER_ID or POLAR_EXTERNAL_CUSTOMER_ID"
@@ -243,10 +333,11 @@ class Settings(BaseModel):
 
     @property
     def mode(self) -> Literal["session", "minted", "none"]:
-        """Where tokens come from: a static session wins over minting (least privilege)."""
+        """Where tokens come from: a static session wins over minting (least privilege). In signin
+        mode the organization token serves the buyers who sign in, never a configured customer."""
         if self.customer_session is not None:
             return "session"
-        if self.access_token is not None:
+        if self.access_token is not None and self.auth != "signin":
             return "minted"
         return "none"
 

@@ -169,9 +169,13 @@ class Core:
     _files: LazyClient
     stored: StoredSession | None = None
     """The stored sign-in (stdio and CLI only; None over HTTP)."""
+    buyer_source: Callable[[], TokenSource] | None = None
+    """Hosted sign-in: the signed-in buyer of the current request (the bearer is polar-mcp's own)."""
 
     def source_for(self, headers: Mapping[str, str] | None) -> TokenSource:
         """An HTTP caller's own bearer token if it sent one, else the configured source."""
+        if self.buyer_source is not None:
+            return self.buyer_source()
         bearer = bearer_session(headers.get("authorization")) if headers is not None else None
         if bearer is None:
             return self.configured
@@ -550,6 +554,7 @@ async def open_core(
     make_client: ClientFactory | None = None,
     stored_sign_in: bool = False,
     clock: Callable[[], float] = time.time,
+    buyer_source: Callable[[], TokenSource] | None = None,
 ) -> AsyncGenerator[Core]:
     """Build the core; its HTTP clients are made on first use and closed on exit.
 
@@ -588,7 +593,14 @@ async def open_core(
             folder = settings.config_dir or default_config_dir(os.environ)
             stored = StoredSession(SignInStore(folder, clock=clock), settings.base_url, settings.organization)
         configured = configured_source(settings, polar, stored) if use_configured_token else BearerRequired()
-        yield Core(settings=settings, catalog=Catalog(polar), configured=configured, _files=files, stored=stored)
+        yield Core(
+            settings=settings,
+            catalog=Catalog(polar),
+            configured=configured,
+            _files=files,
+            stored=stored,
+            buyer_source=buyer_source,
+        )
     finally:
         with anyio.CancelScope(shield=True):
             await http.aclose()

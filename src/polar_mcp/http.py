@@ -91,10 +91,17 @@ def build_http_app(settings: Settings, *, use_configured_token: bool) -> Starlet
     return BearerGate(app, allow_missing=use_configured_token)
 
 
-def create_app() -> BearerGate | Starlette:
-    """ASGI factory for `uvicorn --factory polar_mcp.http:create_app`: bearer tokens only."""
+def create_app() -> ASGIApp:
+    """ASGI factory for `uvicorn --factory polar_mcp.http:create_app`.
+
+    `POLAR_MCP_AUTH=bearer` (the default): each request brings its own session token, configured
+    tokens are ignored. `POLAR_MCP_AUTH=signin`: the hosted sign-in (`polar_mcp.hosted`), which
+    checks its settings now and its services when the app starts.
+    """
     try:
         settings = load_settings(os.environ)
+        if settings.auth == "signin":
+            return _signin_app(settings)
     except ConfigError as error:
         raise SystemExit(f"polar-mcp: {error}") from None
     if settings.customer_session is not None or settings.access_token is not None:
@@ -104,7 +111,7 @@ def create_app() -> BearerGate | Starlette:
 
 def check_bind(settings: Settings) -> None:
     """Refuse configurations that would expose the server or a configured token."""
-    if not settings.binds_loopback and not settings.allowed_hosts:
+    if not settings.binds_loopback and not settings.allowed_hosts and settings.auth != "signin":
         raise ConfigError(
             f"Binding {settings.host} (not loopback) needs an explicit list of the Host names clients use: "
             "set POLAR_MCP_ALLOWED_HOSTS / --allowed-hosts, e.g. mcp.example.com,mcp.example.com:8000."
@@ -116,11 +123,39 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+def _signin_app(settings: Settings) -> ASGIApp:
+    # Loaded only in this mode: the database drivers are the optional extra `polar-mcp[hosted]`.
+    try:
+        from polar_mcp.hosted.app import build_signin_app
+    except ImportError as error:
+        raise ConfigError(
+            f"POLAR_MCP_AUTH=signin needs the hosted extra: pip install 'polar-mcp[hosted]' (missing {error.name})"
+        ) from None
+    return build_signin_app(settings)
+
+
 def serve(settings: Settings) -> None:
     """Run the HTTP server in the foreground (`polar-mcp --transport http`)."""
     import uvicorn
 
     check_bind(settings)
-    app = build_http_app(settings, use_configured_token=settings.allow_configured_token)
+    app: ASGIApp
+    if settings.auth == "signin":
+        app = _signin_app(settings)
+        from polar_mcp.hosted.app import preflight
+
+        preflight(settings)
+    else:
+        app = build_http_app(settings, use_configured_token=settings.allow_configured_token)
     logger.info("serving MCP at http://%s:%d%s", settings.host, settings.port, MCP_PATH)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")
+    # In signin mode polar-mcp reads X-Forwarded-For itself, from POLAR_MCP_TRUSTED_PROXIES only;
+    # uvicorn's own proxy handling would believe any loopback peer.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=settings.auth != "signin",
+    )

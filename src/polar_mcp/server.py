@@ -14,6 +14,8 @@ from typing import Annotated, Any, cast
 
 import httpx2
 from mcp.server import MCPServer
+from mcp.server.auth.provider import OAuthAuthorizationServerProvider
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -76,12 +78,17 @@ def build_server(
     make_client: ClientFactory | None = None,
     stored_sign_in: bool = False,
     clock: Callable[[], float] = time.time,
+    buyer_source: Callable[[], TokenSource] | None = None,
+    auth: AuthSettings | None = None,
+    auth_server_provider: OAuthAuthorizationServerProvider[Any, Any, Any] | None = None,
 ) -> MCPServer[Core]:
     """The MCP server for `settings`; tests inject an HTTP transport, a whole client factory, a clock.
 
     `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
     request must bring its own. `stored_sign_in=True` (stdio only) uses the stored sign-in when no
     token is configured, and then offers the sign_in tool.
+    request must bring its own. The hosted sign-in passes its OAuth settings and provider, and
+    `buyer_source`, which gives the session source of the buyer a request's access token belongs to.
     """
 
     @asynccontextmanager
@@ -93,6 +100,7 @@ def build_server(
             make_client=make_client,
             stored_sign_in=stored_sign_in,
             clock=clock,
+            buyer_source=buyer_source,
         ) as core:
             yield core
 
@@ -102,7 +110,14 @@ def build_server(
         + ("" if settings.disable_download else DOWNLOAD_INSTRUCTIONS)
         + (SIGN_IN_INSTRUCTIONS if offers_sign_in else "")
     )
-    server: MCPServer[Core] = MCPServer("polar-mcp", version=__version__, instructions=instructions, lifespan=lifespan)
+    server: MCPServer[Core] = MCPServer(
+        "polar-mcp",
+        version=__version__,
+        instructions=instructions,
+        lifespan=lifespan,
+        auth=auth,
+        auth_server_provider=auth_server_provider,
+    )
     _register_read_tools(server)
     if not settings.disable_download:
         _register_download_tools(server)

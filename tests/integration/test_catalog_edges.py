@@ -188,7 +188,9 @@ async def test_a_search_scans_every_page_within_the_concurrency_bound_and_finds_
     token = _token(big, SYNTHETIC_CUSTOMER_EXTERNAL_ID)
     expected = [row.id for row in _rows(big, token) if ".epub" in row.file.name]
     assert len(expected) == 417
-    async with connect(big_double, token) as host:
+    # The double builds every row of a 2,500-file catalog for each page: on a busy machine a scan takes
+    # a while. This test is about the bound, not the time, so the deadline is generous.
+    async with connect(big_double, token, timeout=120.0) as host:
         # A little latency keeps requests overlapping, so the bound is what limits them.
         big.faults.update({"latency": 0.02})
         host.recorder.peak = 0

@@ -143,3 +143,31 @@ class CustomerSessionCreated(_Lenient):
 
     token: SecretStr
     expires_at: UTCDateTime
+
+
+class CustomerMatch(_Lenient):
+    """A customer of `GET /v1/customers/`: who the seller knows by an e-mail."""
+
+    id: str
+    email: str
+    name: str | None = None
+    type: str | None = None
+    organization_id: str | None = None
+
+
+class CustomersPage(_Lenient):
+    items: list[CustomerMatch]
+    pagination: Pagination
+
+
+class MemberMatch(_Lenient):
+    """A member of `GET /v1/members/`: one person of a team customer."""
+
+    id: str
+    email: str
+    role: str | None = None
+
+
+class MembersPage(_Lenient):
+    items: list[MemberMatch]
+    pagination: Pagination
