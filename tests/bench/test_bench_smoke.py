@@ -25,6 +25,8 @@ TINY: dict[str, Callable[[], harness.CaseResult]] = {
     "context_cost": lambda: cases.context_cost(items=10),
     "memory": lambda: cases.memory(runs=1, settle=0.0),
     "http_load": lambda: cases.http_load(clients=2, duration=1.0, latency=0.0, links=3),
+    "sync_fresh": lambda: cases.sync_fresh(runs=1, files=4, size=100_000, latency=0.0),
+    "resync": lambda: cases.resync(runs=1, files=12, benefits=3, latency=0.0),
 }
 
 
@@ -74,8 +76,17 @@ def test_the_search_finds_the_same_matches_without_being_throttled(results: dict
 
 def test_context_cost_covers_every_tool(results: dict[str, harness.CaseResult]) -> None:
     figures = results["context_cost"]["figures"]
-    assert figures["tools listed"] == "list_downloadables, get_download_link, download_file"
+    assert figures["tools listed"] == "list_downloadables, get_download_link, download_file, sync_library"
     assert int(figures["tools/list answer on the wire, whole JSON-RPC line (bytes)"]) > 1000
+
+
+def test_a_sync_fetches_every_file_once_and_a_resync_opens_no_link(results: dict[str, harness.CaseResult]) -> None:
+    fresh = results["sync_fresh"]["figures"]
+    assert (fresh["files downloaded by the sync"], fresh["links opened by the sync"]) == (4, 4)
+    assert fresh["links opened by the download_file calls"] == 4
+    again = results["resync"]["figures"]
+    assert again["files found present by every re-sync"] == 12
+    assert (again["links opened by the re-syncs"], again["storage or link requests during the re-syncs"]) == (0, 0)
 
 
 def test_load_has_no_errors_and_links_come_from_the_cache(results: dict[str, harness.CaseResult]) -> None:
