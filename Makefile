@@ -56,7 +56,7 @@ wheelhouse: install
 	$(BIN)/python packaging/mcpb/build.py wheelhouse > /dev/null
 
 pytest: install node-tools wheelhouse
-	$(BIN)/pytest
+	$(BIN)/pytest -n 4
 
 test: lint typecheck pytest
 

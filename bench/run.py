@@ -29,6 +29,8 @@ def plan(*, quick: bool) -> dict[str, Case]:
         "context_cost": lambda: cases.context_cost(),
         "memory": lambda: cases.memory(runs=1 if quick else 3),
         "http_load": lambda: cases.http_load(duration=3.0 if quick else 10.0),
+        "sync_fresh": lambda: cases.sync_fresh(runs=1 if quick else 3),
+        "resync": lambda: cases.resync(runs=runs),
         "signin_load": lambda: cases.signin_load(paced=3.0 if quick else 8.0, saturated=3.0 if quick else 8.0),
     }
 

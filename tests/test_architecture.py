@@ -58,9 +58,15 @@ def test_no_module_imports_a_module_that_imports_it_back() -> None:
 
 
 def test_the_download_engine_depends_only_on_small_helpers() -> None:
-    engine = {"polar_mcp.download", "polar_mcp.download_record"}
+    engine = {"polar_mcp.download", "polar_mcp.download_record", "polar_mcp.download_failures"}
     helpers = {"polar_mcp.untrusted", "polar_mcp.failure"}
     assert all(GRAPH[module] <= engine | helpers for module in engine)
+
+
+def test_the_sync_engine_depends_only_on_the_download_engine_and_polars_models() -> None:
+    engine = {"polar_mcp.download", "polar_mcp.download_record", "polar_mcp.download_failures"}
+    helpers = {"polar_mcp.untrusted", "polar_mcp.failure", "polar_mcp.polar.models"}
+    assert GRAPH["polar_mcp.sync"] <= engine | helpers
 
 
 def test_the_double_imports_nothing_from_the_rest_of_polar_mcp() -> None:

@@ -412,9 +412,10 @@ class Catalog:
 
     def _reusable(self, memory: _Memory, item: Downloadable) -> bool:
         recently_accepted = self._clock() - memory.accepted_at <= ACCEPTED_TTL
-        return recently_accepted and self._link_is_fresh(item)
+        return recently_accepted and self.link_is_fresh(item)
 
-    def _link_is_fresh(self, item: Downloadable) -> bool:
+    def link_is_fresh(self, item: Downloadable) -> bool:
+        """Whether the item's link has more than LINK_REUSE_MARGIN seconds left, by this catalog's wall clock."""
         if not item.file.download.url:
             return False  # the link was dropped as unusable: only a new listing can bring a good one
         left = item.file.download.expires_at.timestamp() - self._wall_clock()

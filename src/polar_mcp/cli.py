@@ -1,4 +1,4 @@
-"""Command line: `polar-mcp` serves MCP (stdio by default); `list`, `link`, `doctor` answer scripts.
+"""Command line: `polar-mcp` serves MCP (stdio by default); `list`, `link`, `download`, `sync`, `doctor` answer scripts.
 
 Flags mirror the environment variables; tokens come from the environment only. Imports beyond the
 stdio path (HTTP serving, the double, the CLI commands) happen only when asked for.
@@ -86,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--overwrite", action="store_true", help="replace a different file of the same name")
     fetch.add_argument("--json", action="store_true")
+    sync = commands.add_parser(
+        "sync", parents=common, help="bring every purchased file into DIR, one folder per benefit; only what is missing"
+    )
+    sync.add_argument(
+        "download_dir",
+        nargs="?",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="folder to sync into [POLAR_MCP_DOWNLOAD_DIR]",
+    )
+    sync.add_argument("--benefit-id", action="append", dest="benefit_ids", metavar="ID", help="repeatable")
+    sync.add_argument("--query", help=QUERY_HELP)
+    sync.add_argument("--dry-run", action="store_true", help="list what would be fetched, fetching nothing")
+    sync.add_argument("--json", action="store_true", help="the structured result, as the MCP tool gives it")
     commands.add_parser("doctor", parents=common, help="check the configuration, the token and Polar")
     login = commands.add_parser(
         "login",

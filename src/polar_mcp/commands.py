@@ -1,5 +1,5 @@
-"""The script-facing commands (`list`, `link`, `download`, `doctor`, `login`, `logout`): the same core as the
-tools, no MCP.
+"""The script-facing commands (`list`, `link`, `download`, `sync`, `doctor`, `login`, `logout`): the same core
+as the tools, no MCP.
 
 Results go to stdout (a table, or `--json` with the tools' structured data); errors go to stderr with
 an exit code that says what failed, worded in commands and flags.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import unicodedata
 import uuid
@@ -24,6 +25,7 @@ from polar_mcp import __version__, present
 from polar_mcp.catalog import AmbiguousNameError, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
 from polar_mcp.config import Settings
 from polar_mcp.core import Core, NoPendingCodeError, SignInArgumentError, open_core
+from polar_mcp.download_failures import DiskFullError, NotEnoughSpaceError, SyncTooLargeError
 from polar_mcp.exit_codes import ExitCode
 from polar_mcp.failure import Failure
 from polar_mcp.polar.errors import (
@@ -61,6 +63,7 @@ def run(command: str, args: argparse.Namespace, settings: Settings) -> int:
         "list": _list,
         "link": _link,
         "download": _download,
+        "sync": _sync,
         "doctor": _doctor,
         "login": _login,
         "logout": _logout,
@@ -103,6 +106,15 @@ def for_the_shell(failure: Failure, core: Core) -> str:
         return "Polar sent no usable link for this file; try again in a minute."
     if isinstance(failure, AuthenticationError):
         return f"{failure.message} {core.configured.renew_hint}"
+    if isinstance(failure, SyncTooLargeError):
+        return f"{failure.message} Narrow it with --benefit-id or --query, or raise --max-sync-size."
+    if isinstance(failure, NotEnoughSpaceError):
+        return f"{failure.message} Free some space, choose another DIR, or narrow it with --benefit-id or --query."
+    if isinstance(failure, DiskFullError):
+        return (
+            f"{failure.message} Files saved before it are kept: once there is room, run polar-mcp sync again "
+            "and it fetches only what is missing."
+        )
     return failure.message
 
 
@@ -224,6 +236,67 @@ async def _download(core: Core, args: argparse.Namespace) -> int:
         print(result.path)
         _err(present.downloaded_text(result))
     return ExitCode.OK
+
+
+async def _sync(core: Core, args: argparse.Namespace) -> int:
+    benefit_ids: list[str] = args.benefit_ids or []
+    query: str = args.query or ""
+    if args.dry_run:
+        plan = await core.plan_sync(core.configured, benefit_ids=benefit_ids, query=query)
+        if args.json:
+            _print_json(plan)
+        else:
+            _print_plan(plan)
+        return ExitCode.OK
+    bar = _ProgressBar(sys.stderr, "sync")
+    results: list[present.SyncResult] = []
+    stopped_by: list[int] = []
+    try:
+        # A sync runs long: SIGTERM and Ctrl-C cancel it, so the transfers under way remove their
+        # partial files (Python's default SIGTERM would leave them), and what was finished stays.
+        async with anyio.create_task_group() as group:
+
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for number in signals:
+                        stopped_by.append(number)
+                        group.cancel_scope.cancel()
+
+            group.start_soon(stop_on_signal)
+            results.append(await core.sync(core.configured, benefit_ids=benefit_ids, query=query, progress=bar.update))
+            group.cancel_scope.cancel()
+    except ExceptionGroup as failures:
+        # The task group wraps the sync's own failure: it is worded like any other.
+        if len(failures.exceptions) == 1:
+            raise failures.exceptions[0] from None
+        raise
+    finally:
+        bar.finish()
+    if stopped_by:
+        _err("sync interrupted: the files finished so far are kept; run it again to fetch the rest.")
+        return 128 + stopped_by[0]
+    result = results[0]
+    if args.json:
+        _print_json(result)
+    else:
+        print(present.sync_text(result))
+    return ExitCode.FAILED if result.counts.failed else ExitCode.OK
+
+
+def _print_plan(plan: present.SyncPlan) -> None:
+    """Each file a sync would fetch (its path in the folder, its size), then what it would do."""
+    for file in plan.files:
+        if file.status == "to_fetch":
+            print(f"{file.path}  {present.human_size(file.size_bytes)}")
+    counts = plan.counts
+    cannot = f", {counts.failed} cannot be fetched" if counts.failed else ""
+    print(
+        f"Would fetch {counts.to_fetch} file(s), {present.human_size(counts.bytes)}, into {plan.folder}; "
+        f"{counts.present} already present{cannot}."
+    )
+    for file in plan.files:
+        if file.status == "failed":
+            print(f"cannot fetch {file.path}: {file.reason}")
 
 
 class _ProgressBar:

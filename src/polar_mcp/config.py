@@ -99,9 +99,19 @@ OPTIONS: tuple[Option, ...] = (
         "largest file download_file fetches, in bytes or with a unit of 1024: 500MB, 2GB (default 5GB)",
     ),
     Option(
+        "max_sync_size",
+        "POLAR_MCP_MAX_SYNC_SIZE",
+        "most sync_library fetches in one sync, in bytes or with a unit of 1024 (default 20GB)",
+    ),
+    Option(
+        "download_concurrency",
+        "POLAR_MCP_DOWNLOAD_CONCURRENCY",
+        "files sync_library fetches at once (default 4)",
+    ),
+    Option(
         "disable_download",
         "POLAR_MCP_DISABLE_DOWNLOAD",
-        "hide download_file, for hosts that must not write files",
+        "hide download_file and sync_library, for hosts that must not write files",
         switch=True,
     ),
     Option("transport", "POLAR_MCP_TRANSPORT", "stdio (default) or http (streamable HTTP at /mcp)"),
@@ -191,6 +201,8 @@ class Settings(BaseModel):
     config_dir: Path | None = None
     download_dir: Path | None = None
     max_download_size: int = Field(default=5 * 1024**3, gt=0)
+    max_sync_size: int = Field(default=20 * 1024**3, gt=0)
+    download_concurrency: int = Field(default=4, ge=1, le=32)
     disable_download: bool = False
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
@@ -219,7 +231,7 @@ class Settings(BaseModel):
     def _expand_dir(cls, value: Any) -> Any:
         return Path(value).expanduser() if isinstance(value, str) else value
 
-    @field_validator("max_download_size", mode="before")
+    @field_validator("max_download_size", "max_sync_size", mode="before")
     @classmethod
     def _parse_size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value

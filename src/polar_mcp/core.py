@@ -26,7 +26,14 @@ import httpx2
 from pydantic import SecretStr
 
 from polar_mcp import present
-from polar_mcp.catalog import BenefitName, Catalog, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
+from polar_mcp.catalog import (
+    BenefitName,
+    Catalog,
+    InvalidArgumentError,
+    ItemNotFoundError,
+    NoUsableLinkError,
+    matches_query,
+)
 from polar_mcp.catalog import parse_benefit_ids as _parse_benefit_ids
 from polar_mcp.config import Settings, parse_email, parse_seller
 from polar_mcp.failure import Failure
@@ -58,6 +65,7 @@ from polar_mcp.untrusted import clean_text
 
 if TYPE_CHECKING:
     from polar_mcp.download import DownloadRequest, Progress, SavedFile
+    from polar_mcp.sync import Plan
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +240,66 @@ class Core:
             progress=progress,
         )
         return saved_result(saved, await self._benefit(source, item))
+
+    async def sync(
+        self, source: TokenSource, *, benefit_ids: Sequence[str] = (), query: str = "", progress: Progress | None = None
+    ) -> present.SyncResult:
+        """Bring every matching file (all of them when neither filter is given) into the download folder,
+        one sub-folder per benefit, fetching only what is missing or changed."""
+        from polar_mcp import sync
+
+        plan = await self._plan_sync(source, benefit_ids, query, dry_run=False)
+
+        async def refresh(item: Downloadable) -> Downloadable:
+            # Narrowed to the item's benefit by the catalog: every link of that benefit is renewed at once.
+            return await self.catalog.find(source, downloadable_id=item.id)
+
+        outcomes = await sync.run(
+            self._files(),
+            plan,
+            request_for=download_request,
+            fresh=self.catalog.link_is_fresh,
+            refresh=refresh,
+            concurrency=self.settings.download_concurrency,
+            max_file_bytes=self.settings.max_download_size,
+            max_total_bytes=self.settings.max_sync_size,
+            progress=progress,
+        )
+        return present.sync_result(plan, outcomes)
+
+    async def plan_sync(
+        self, source: TokenSource, *, benefit_ids: Sequence[str] = (), query: str = ""
+    ) -> present.SyncPlan:
+        """What `sync` would fetch, refused as it would be, without opening any link or writing anything."""
+        from polar_mcp import sync
+
+        plan = await self._plan_sync(source, benefit_ids, query, dry_run=True)
+        sync.check_limits(plan, self.settings.max_sync_size)
+        return present.sync_plan(plan)
+
+    async def _plan_sync(self, source: TokenSource, benefit_ids: Sequence[str], query: str, *, dry_run: bool) -> Plan:
+        from polar_mcp import download, sync
+
+        wanted = _parse_benefit_ids(benefit_ids)
+        # One scan of the catalog with the benefit names, the same search as `list`.
+        listing = await self.catalog.list(source, benefit_ids=wanted, limit=None)
+        needle = query.strip()
+        chosen = matches_query(listing.items, listing.names, needle) if needle else listing.items
+        names = {benefit: name.name for benefit, name in listing.names.items() if name.name}
+        # Gone files are looked for in the folders of what was synced: the benefits asked for, else those
+        # a search matched, else those Polar lists. Not every folder of the record: the same folder may
+        # hold what the user bought from another seller, under another session.
+        scope = wanted or {item.benefit_id for item in (chosen if needle else listing.items)}
+        return await sync.plan(
+            self.settings.download_dir or download.default_download_dir(),
+            chosen,
+            listing.items,
+            names,
+            request_for=download_request,
+            scope=scope,
+            max_file_bytes=self.settings.max_download_size,
+            dry_run=dry_run,
+        )
 
     async def check(self) -> Health:
         """Whether Polar answers and the session in use is accepted, and until when."""

@@ -11,6 +11,8 @@ since is not fetched again, even when Polar gives no checksum.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import hashlib
 import logging
 import os
@@ -19,18 +21,18 @@ import secrets
 import shutil
 import stat
 import unicodedata
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Literal
+from pathlib import Path
+from typing import BinaryIO, Literal, Protocol
 
 import anyio
 import anyio.to_thread
 import httpx2
 
+from polar_mcp.download_failures import DiskFullError, DownloadError
 from polar_mcp.download_record import DownloadRecord, RecordError, SavedEntry
-from polar_mcp.failure import Failure
 from polar_mcp.untrusted import clean_text, human_size
 
 logger = logging.getLogger(__name__)
@@ -44,8 +46,8 @@ NAME_LIMIT_BYTES = 200
 _CHUNK = 64 * 1024
 _RETRY_DELAY = 0.5
 _PROGRESS_STEP = 256 * 1024
-# Room left over for the filesystem's own bookkeeping, so a download never fills the disk to the byte.
-_FREE_SPACE_MARGIN = 10_000_000
+FREE_SPACE_MARGIN = 10_000_000
+"""Room left over for the filesystem's own bookkeeping, so a download never fills the disk to the byte."""
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 _WINDOWS_ILLEGAL = re.compile(r'[<>:"|?*]')
@@ -110,8 +112,12 @@ class SavedFile:
     folder's record shows polar-mcp saved this version of the file there and it is unchanged since."""
 
 
-class DownloadError(Failure):
-    """A download that could not be completed; `message` is safe to show and says what to do next."""
+class RecordReads(Protocol):
+    """What a look for a saved copy reads: the record itself, or a snapshot of it taken for a whole sync."""
+
+    def copies(self, file_id: str) -> list[SavedEntry]: ...
+
+    def at(self, path: str) -> SavedEntry | None: ...
 
 
 class _RetryableError(Exception):
@@ -160,7 +166,8 @@ def _xdg_download_dir(user_dirs: Path, home: Path) -> Path | None:
     return None
 
 
-def _free_bytes(directory: Path) -> int:
+def free_bytes(directory: Path) -> int:
+    """Bytes free on the filesystem of `directory`."""
     return shutil.disk_usage(directory).free
 
 
@@ -169,42 +176,43 @@ async def download_file(
     request: DownloadRequest,
     directory: Path,
     *,
+    folder: str = "",
     overwrite: bool = False,
     max_bytes: int | None = None,
     progress: Progress | None = None,
     max_redirects: int = 5,
     storage_retries: int = 2,
-    free_space: FreeSpace = _free_bytes,
+    free_space: FreeSpace = free_bytes,
     sleep: Sleep = anyio.sleep,
 ) -> SavedFile:
-    """Fetch one file into `directory`, verified and atomically, and say where it landed.
+    """Fetch one file into `directory` (into its sub-folder `folder`, one safe name, when given),
+    verified and atomically, and say where it landed.
 
     An identical file already there is kept and nothing is fetched: one whose SHA-256 matches
     Polar's checksum, or, without a checksum, one the folder's record shows polar-mcp saved for this
-    version of the file and that is unchanged since. A different file of the same name (compared
-    case-insensitively) gets the next free name `name (2).ext`, unless `overwrite`, which replaces
-    it. `http` must carry no credentials: none are added here. `free_space` and `sleep` (the wait
+    version of the file and that is unchanged since. A copy polar-mcp saved of an older version of
+    the file, untouched since, is replaced by the new version. Any other file of the same name
+    (compared case-insensitively) is kept and the new one gets the next free name `name (2).ext`,
+    unless `overwrite`, which replaces it. The record stays in `directory`, whatever the sub-folder.
+    `http` must carry no credentials: none are added here. `free_space` and `sleep` (the wait
     between storage retries) are seams for tests.
     """
     name = safe_file_name(request.name)
-    if max_bytes is not None and request.size_bytes > max_bytes:
-        raise DownloadError(
-            f"{name} is {human_size(request.size_bytes)}, over the download limit of {human_size(max_bytes)}. "
-            "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE (--max-download-size) to allow it."
-        )
-    root = _prepare_directory(directory)
+    check_size(name, request.size_bytes, max_bytes)
+    root = prepare_directory(directory)
     with _filesystem_errors(name, root), closing(DownloadRecord(root)) as record:
-        existing = await anyio.to_thread.run_sync(_identical_file, record, root, name, request, overwrite)
-        if existing is not None:
-            return existing
+        here = _prepare_folder(root, folder)
+        found = await anyio.to_thread.run_sync(_look, record, record, root, folder, name, request, overwrite)
+        if found.identical is not None:
+            return found.identical
         free = free_space(root)
-        if request.size_bytes + _FREE_SPACE_MARGIN > free:
+        if request.size_bytes + FREE_SPACE_MARGIN > free:
             raise DownloadError(
                 f"Not enough free space in {root} for {name}: it needs {human_size(request.size_bytes)} "
-                f"plus {human_size(_FREE_SPACE_MARGIN)} to spare, and {human_size(free)} is free. "
+                f"plus {human_size(FREE_SPACE_MARGIN)} to spare, and {human_size(free)} is free. "
                 "Free some space or choose another folder."
             )
-        temp = root / f".{name}.{secrets.token_hex(4)}.part"
+        temp = here / f".{name}.{secrets.token_hex(4)}.part"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         try:
             with os.fdopen(os.open(temp, flags, 0o666), "wb") as out:
@@ -218,7 +226,8 @@ async def download_file(
                     f"{name} arrived corrupted: its SHA-256 does not match Polar's checksum, so it was "
                     "deleted. Get a fresh link and try again."
                 )
-            path = await anyio.to_thread.run_sync(_commit, record, temp, root, name, request, digest, overwrite)
+            publish = _Publish(root, folder, name, overwrite, found.older)
+            path = await anyio.to_thread.run_sync(_commit, record, temp, publish, request, digest)
         finally:
             # Runs under cancellation and KeyboardInterrupt too; after a publish the temp is already gone.
             temp.unlink(missing_ok=True)
@@ -233,11 +242,22 @@ async def download_file(
     )
 
 
+def check_size(name: str, size: int, max_bytes: int | None) -> None:
+    """Refuse a file over the per-file cap, before anything is asked of Polar."""
+    if max_bytes is not None and size > max_bytes:
+        raise DownloadError(
+            f"{name} is {human_size(size)}, over the download limit of {human_size(max_bytes)}. "
+            "Raise POLAR_MCP_MAX_DOWNLOAD_SIZE (--max-download-size) to allow it."
+        )
+
+
 @contextmanager
 def _filesystem_errors(name: str, root: Path) -> Generator[None]:
     try:
         yield
     except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(name, root) from error
         raise DownloadError(
             f"Could not save {name} in {root}: {error.strerror or type(error).__name__}. "
             "Check the folder's permissions and free space, or choose another folder."
@@ -249,7 +269,24 @@ def _filesystem_errors(name: str, root: Path) -> Generator[None]:
         ) from error
 
 
-def _prepare_directory(directory: Path) -> Path:
+def _prepare_folder(root: Path, folder: str) -> Path:
+    """`root/folder`, made if missing; refused if something other than a real folder holds the name."""
+    if not folder:
+        return root
+    if safe_file_name(folder) != folder:
+        raise ValueError(f"{folder!r} is not one safe folder name")
+    here = root / folder
+    here.mkdir(mode=0o700, exist_ok=True)
+    # A link there (even to a folder) could lead outside the download folder: only a real folder is used.
+    if not stat.S_ISDIR(here.lstat().st_mode):
+        raise DownloadError(
+            f"{here} is a link, not a folder, so nothing was saved through it. Move it away and try again."
+        )
+    return here
+
+
+def prepare_directory(directory: Path) -> Path:
+    """The download folder, resolved and made (private) if missing."""
     try:
         root = directory.expanduser().resolve()
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -262,36 +299,79 @@ def _prepare_directory(directory: Path) -> Path:
 
 def _same_name_entries(root: Path, name: str) -> list[str]:
     """Entries whose name equals `name` ignoring case and Unicode form, the exact one first."""
-    wanted = _fold(name)
-    matches = [entry for entry in os.listdir(root) if _fold(entry) == wanted]
+    wanted = fold_name(name)
+    matches = [entry for entry in os.listdir(root) if fold_name(entry) == wanted]
     return sorted(matches, key=lambda entry: (entry != name, entry))
 
 
-def _fold(name: str) -> str:
+def fold_name(name: str) -> str:
+    """A name as the filesystems of macOS and Windows compare it: ignoring case and Unicode form."""
     return unicodedata.normalize("NFC", name).casefold()
 
 
-def _identical_file(
-    record: DownloadRecord, root: Path, name: str, request: DownloadRequest, overwrite: bool
-) -> SavedFile | None:
-    """A file in `root` that is the one requested: under its name, or where polar-mcp saved it before.
+@dataclass(frozen=True)
+class Found:
+    """What a look in the target folder found for a requested file."""
+
+    identical: SavedFile | None = None
+    """A copy that is the requested file: nothing needs fetching."""
+    older: str | None = None
+    """The path of a copy polar-mcp saved of an older version, untouched since: the new version replaces it."""
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def _parent(relative: str) -> str:
+    return relative.rpartition("/")[0]
+
+
+def find_saved(
+    record: DownloadRecord, reads: RecordReads, root: Path, folder: str, name: str, request: DownloadRequest
+) -> Found:
+    """`download_file`'s look for a copy of `request`, saved as `name` (its safe name), in `root/folder`,
+    without fetching anything.
+
+    `reads` answers the record's questions (a snapshot of it for a whole sync); changes go to `record`.
+    Blocks: call it from a worker thread.
+    """
+    return _look(record, reads, root, folder, name, request, False)
+
+
+def _look(
+    record: DownloadRecord,
+    reads: RecordReads,
+    root: Path,
+    folder: str,
+    name: str,
+    request: DownloadRequest,
+    overwrite: bool,
+) -> Found:
+    """A file in `root/folder` that is the one requested: under its name, or where polar-mcp saved it
+    before in that folder; else the older copy it may replace.
 
     With `overwrite` only its name counts: the caller wants that name to hold the file.
     """
-    copies = [] if overwrite else record.copies(request.file_id)
-    recorded = [entry.path for entry in copies if _confined(entry.path)]
-    for relative in dict.fromkeys([*_same_name_entries(root, name), *recorded]):
-        path = root / relative
+    copies = [] if overwrite else reads.copies(request.file_id)
+    recorded = [entry.path for entry in copies if _confined(entry.path) and _parent(entry.path) == folder]
+    older: str | None = None
+    for relative in _candidates(root, folder, name, recorded):
+        # Plain strings, not Paths, in this loop: a re-sync runs it once per file of the library.
+        path = os.path.join(root, relative)
         try:
-            info = path.lstat()
+            info = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
-            record.forget(relative)
+            if reads.at(relative) is not None:
+                record.forget(relative)
             continue
-        if not stat.S_ISREG(info.st_mode) or info.st_size != request.size_bytes:
+        if not stat.S_ISREG(info.st_mode):
             continue
-        entry = record.at(relative)
-        judged = _judge(path, info, entry, request)
+        entry = reads.at(relative)
+        judged = _judge(path, info, entry, request) if info.st_size == request.size_bytes else None
         if judged is None:
+            if older is None and not overwrite and _older_copy(record, path, info, entry, request, name):
+                older = relative
             continue
         digest, by = judged
         # Adopts a file that was there before the record, and spares the next look a re-hash.
@@ -299,20 +379,55 @@ def _identical_file(
         if fresh != entry:
             record.put(fresh)
         logger.info("%s is already downloaded", relative)
-        return SavedFile(
-            path=path,
-            name=path.name,
+        identical = SavedFile(
+            path=Path(path),
+            name=os.path.basename(path),
             size_bytes=request.size_bytes,
             sha256=digest,
             verified=by == "checksum",
             skipped=True,
             identical_by=by,
         )
-    return None
+        return Found(identical=identical)
+    return Found(older=older)
+
+
+def _candidates(root: Path, folder: str, name: str, recorded: list[str]) -> Iterator[str]:
+    """Paths that may hold the file: its exact name first, then the same name in another case or Unicode
+    form, then where the record says it was saved. Lazily: a file found at its exact name (a re-sync's
+    usual case) costs no listing of the folder."""
+    exact = _join(folder, name)
+    seen = {exact}
+    yield exact
+    here = root / folder if folder else root
+    for relative in [*(_join(folder, entry) for entry in _same_name_entries(here, name)), *recorded]:
+        if relative not in seen:
+            seen.add(relative)
+            yield relative
+
+
+def _older_copy(
+    record: DownloadRecord,
+    path: str,
+    info: os.stat_result,
+    entry: SavedEntry | None,
+    request: DownloadRequest,
+    name: str,
+) -> bool:
+    """Whether `path` holds, under the requested name, exactly the bytes polar-mcp saved of this file before."""
+    if entry is None or entry.file_id != request.file_id or fold_name(os.path.basename(path)) != fold_name(name):
+        return False
+    if (entry.size, entry.mtime_ns) == (info.st_size, info.st_mtime_ns):
+        return True
+    if entry.size != info.st_size or _hash_file(path) != entry.sha256:
+        return False
+    # Only touched: recorded with its new time, so the replacement can tell nobody changed it meanwhile.
+    record.put(dataclasses.replace(entry, mtime_ns=info.st_mtime_ns))
+    return True
 
 
 def _judge(
-    path: Path, info: os.stat_result, entry: SavedEntry | None, request: DownloadRequest
+    path: str, info: os.stat_result, entry: SavedEntry | None, request: DownloadRequest
 ) -> tuple[str, Literal["checksum", "record"]] | None:
     """The digest of a local file of the right size, and why it is the requested file; None if it is not."""
     # Bytes polar-mcp wrote and nobody touched since need no re-hash.
@@ -354,31 +469,54 @@ def _entry(relative: str, request: DownloadRequest, info: os.stat_result, digest
 
 def _confined(relative: str) -> bool:
     """Whether a recorded path stays inside the folder, whatever was written into the record."""
-    parts = PurePosixPath(relative).parts
-    return bool(parts) and not PurePosixPath(relative).is_absolute() and ".." not in parts and "\\" not in relative
+    # String tests, not PurePosixPath: a re-sync asks this once per file of the library.
+    return (
+        bool(relative.strip("/"))
+        and not relative.startswith("/")
+        and "\\" not in relative
+        and ".." not in relative.split("/")
+    )
 
 
-def _commit(
-    record: DownloadRecord, temp: Path, root: Path, name: str, request: DownloadRequest, digest: str, overwrite: bool
-) -> Path:
+@dataclass(frozen=True)
+class _Publish:
+    """Where a finished download goes: its folder and name, and the older copy it may replace."""
+
+    root: Path
+    folder: str
+    name: str
+    overwrite: bool
+    older: str | None
+
+
+def _commit(record: DownloadRecord, temp: Path, publish: _Publish, request: DownloadRequest, digest: str) -> Path:
     """Publish the finished temp file and record it, unless another download saved the same bytes meanwhile.
 
     Under the record's write lock, so two downloads of one file (tasks or processes) leave one copy;
-    with `overwrite` they replace the one name in turn.
+    with `overwrite` they replace the one name in turn. The older copy is replaced only if it is still
+    exactly what polar-mcp saved.
     """
+    root, folder = publish.root, publish.folder
     with record.writing():
-        for entry in [] if overwrite else record.copies(request.file_id):
+        for entry in [] if publish.overwrite else record.copies(request.file_id):
             path = root / entry.path
             if (
                 _confined(entry.path)
+                and _parent(entry.path) == folder
                 and entry.sha256 == digest
                 and _same_version(entry, request)
                 and _untouched(path, entry)
             ):
                 logger.info("%s was saved by another download meanwhile", entry.path)
                 return path
-        path = _publish(temp, root, name, overwrite=overwrite)
-        record.put(_entry(path.name, request, path.lstat(), digest))
+        older = record.at(publish.older) if publish.older is not None else None
+        if older is not None and older.file_id == request.file_id and _untouched(root / older.path, older):
+            path = root / older.path
+            os.replace(temp, path)
+            logger.info("%s replaced by its new version", older.path)
+        else:
+            path = _publish(temp, root / folder if folder else root, publish.name, overwrite=publish.overwrite)
+        record.put(_entry(_join(folder, path.name), request, path.lstat(), digest))
         return path
 
 
@@ -390,7 +528,7 @@ def _untouched(path: Path, entry: SavedEntry) -> bool:
     return stat.S_ISREG(info.st_mode) and (info.st_size, info.st_mtime_ns) == (entry.size, entry.mtime_ns)
 
 
-def _hash_file(path: Path) -> str:
+def _hash_file(path: str) -> str:
     hasher = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
     with os.fdopen(fd, "rb") as source:
@@ -425,10 +563,10 @@ def _publish(temp: Path, root: Path, name: str, *, overwrite: bool) -> Path:
 
 
 def _free_name(root: Path, name: str) -> str:
-    taken = {_fold(entry) for entry in os.listdir(root)}
+    taken = {fold_name(entry) for entry in os.listdir(root)}
     stem, extension = _split_extension(name)
     candidate, number = name, 1
-    while _fold(candidate) in taken:
+    while fold_name(candidate) in taken:
         number += 1
         candidate = _fit_parts(stem, f" ({number}){extension}")
     return candidate

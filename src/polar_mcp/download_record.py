@@ -13,8 +13,9 @@ Polar file can land on it. SQLite (stdlib) rather than a JSON file under an fcnt
   folder, done right on every platform;
 - several processes (uvicorn workers, a CLI command beside a running server) update it at once
   under SQLite's locking, which also works on Windows, where fcntl does not exist;
-- later needs fit as tables: `PRAGMA user_version` numbers the schema, so the per-benefit folder
-  choice of a later sync is one more table, added by a migration, without touching this one.
+- later needs fit as tables: `PRAGMA user_version` numbers the schema, and each version's statements
+  run in turn from a record's version up (version 2 added `folders`: the sub-folder a sync chose for
+  each benefit id, so a renamed benefit keeps its folder).
 The rollback journal is used, not WAL: WAL needs shared memory, which network shares lack, and
 keeps two more files beside the user's; every transaction here is a few rows, so WAL's readers
 that do not wait for writers gain nothing.
@@ -39,13 +40,17 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 RECORD_NAME = ".polar-mcp.sqlite3"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 # Seconds a writer waits for another process's transaction; each lasts milliseconds.
 _BUSY_TIMEOUT = 30.0
 _COLUMNS = ("path", "file_id", "version", "last_modified", "storage_version", "size", "mtime_ns", "sha256")
+_FOLDER_COLUMNS = ("benefit_id", "folder")
 _SELECT = "SELECT path, file_id, version, last_modified, storage_version, size, mtime_ns, sha256 FROM files"
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS files (
+# Each schema version's statements, applied in turn from the record's `user_version` up: version 2
+# adds the sync's folder per benefit without touching the files of version 1.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE IF NOT EXISTS files (
         path TEXT PRIMARY KEY,
         file_id TEXT NOT NULL,
         version TEXT,
@@ -55,8 +60,15 @@ _SCHEMA = (
         mtime_ns INTEGER NOT NULL,
         sha256 TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS files_by_file_id ON files (file_id)",
-)
+        "CREATE INDEX IF NOT EXISTS files_by_file_id ON files (file_id)",
+    ),
+    2: (
+        """CREATE TABLE IF NOT EXISTS folders (
+        benefit_id TEXT PRIMARY KEY,
+        folder TEXT NOT NULL UNIQUE
+    )""",
+    ),
+}
 # SQLite's companions of a database file: a hot journal must never meet a new database.
 _COMPANIONS = ("-journal", "-wal", "-shm")
 
@@ -74,6 +86,23 @@ class SavedEntry:
     size: int
     mtime_ns: int
     sha256: str
+
+
+class Snapshot:
+    """The record as read at one moment: answers a whole sync's questions without a query per file."""
+
+    def __init__(self, entries: list[SavedEntry]) -> None:
+        self.entries = entries
+        self._by_path = {entry.path: entry for entry in entries}
+        self._by_file: dict[str, list[SavedEntry]] = {}
+        for entry in entries:
+            self._by_file.setdefault(entry.file_id, []).append(entry)
+
+    def copies(self, file_id: str) -> list[SavedEntry]:
+        return list(self._by_file.get(file_id, ()))
+
+    def at(self, path: str) -> SavedEntry | None:
+        return self._by_path.get(path)
 
 
 class RecordError(Exception):
@@ -134,6 +163,19 @@ class DownloadRecord:
             ),
             create=True,
         )
+
+    def snapshot(self) -> Snapshot:
+        """Every recorded path, oldest first, read at once: one query for a whole sync, not one per file."""
+        return Snapshot([_entry(row) for row in self._query(_SELECT + " ORDER BY rowid", (), create=False)])
+
+    def folders(self) -> dict[str, str]:
+        """The sub-folder chosen for each benefit id, as a sync first chose it."""
+        rows = self._query("SELECT benefit_id, folder FROM folders ORDER BY rowid", (), create=False)
+        return dict(rows)
+
+    def choose_folder(self, benefit_id: str, folder: str) -> None:
+        """Keep `folder` as the benefit's sub-folder; call inside `writing`, having checked it is free."""
+        self._query("INSERT INTO folders (benefit_id, folder) VALUES (?, ?)", (benefit_id, folder), create=True)
 
     def forget(self, path: str) -> None:
         self._query("DELETE FROM files WHERE path = ?", (path,), create=False)
@@ -200,17 +242,20 @@ def _check(connection: sqlite3.Connection) -> str | None:
         return "damaged"
     connection.execute("BEGIN IMMEDIATE")
     try:
-        if connection.execute("PRAGMA user_version").fetchone()[0] == 0:
-            for statement in _SCHEMA:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version + 1, _SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
                 connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            connection.execute(f"PRAGMA user_version = {step}")
         columns = {row[1] for row in connection.execute("PRAGMA table_info(files)")}
+        folder_columns = {row[1] for row in connection.execute("PRAGMA table_info(folders)")}
     except BaseException:
         connection.rollback()
         raise
     connection.execute("COMMIT")
     # A later polar-mcp may add columns and tables, never take these away.
-    return None if columns.issuperset(_COLUMNS) else "not a record of polar-mcp"
+    usable = columns.issuperset(_COLUMNS) and folder_columns.issuperset(_FOLDER_COLUMNS)
+    return None if usable else "not a record of polar-mcp"
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

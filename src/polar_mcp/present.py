@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +17,11 @@ from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.signin import mask_email
 from polar_mcp.signin_store import PendingCode, SignedIn
 from polar_mcp.untrusted import clean_text, has_control, human_size, utc_iso
+
+if TYPE_CHECKING:
+    # Types only: the sync engine (and the download engine under it) loads when a sync runs.
+    from polar_mcp.download import SavedFile
+    from polar_mcp.sync import Outcome, Plan, Planned
 
 NAME_LIMIT = 200
 
@@ -280,3 +285,155 @@ def owner_only_note(signed_in: SignedIn) -> str:
     if signed_in.kind == "member" and signed_in.role not in (None, "owner"):
         return " As a team member who does not own the team, they may see no files: grants go to the team's owner."
     return ""
+
+
+class SyncCounts(_Out):
+    """How many files a sync downloaded, found present, failed on, and the bytes it downloaded."""
+
+    downloaded: int
+    present: int
+    failed: int
+    bytes: int
+
+
+class SyncedFile(_Out):
+    """One file of a sync; `path` is relative to the sync's folder, `reason` says why it failed."""
+
+    path: str
+    name: str
+    benefit: str
+    size_bytes: int
+    sha256: str | None = None
+    verified: bool = False
+    status: Literal["downloaded", "present", "failed"]
+    reason: str | None = None
+
+
+class SyncResult(_Out):
+    """What a sync did, file by file; `gone` are kept files Polar no longer offers."""
+
+    folder: str
+    counts: SyncCounts
+    files: list[SyncedFile]
+    gone: list[str]
+
+
+class PlannedCounts(_Out):
+    """What a sync would do: files to fetch and their bytes, files present, files it cannot fetch."""
+
+    to_fetch: int
+    present: int
+    failed: int
+    bytes: int
+
+
+class PlannedFile(_Out):
+    """One file of a planned sync; `path` is relative to the sync's folder."""
+
+    path: str
+    name: str
+    benefit: str
+    size_bytes: int
+    status: Literal["to_fetch", "present", "failed"]
+    reason: str | None = None
+
+
+class SyncPlan(_Out):
+    """What a sync would fetch, with nothing fetched."""
+
+    folder: str
+    counts: PlannedCounts
+    files: list[PlannedFile]
+    gone: list[str]
+
+
+def _relative(planned: Planned, saved: SavedFile | None) -> str:
+    # A file is always saved in its benefit's folder, under its own name or the next free one.
+    return f"{planned.folder}/{saved.name if saved is not None else planned.name}"
+
+
+def sync_result(plan: Plan, outcomes: Sequence[Outcome]) -> SyncResult:
+    files = [
+        SyncedFile(
+            path=_relative(outcome.planned, outcome.saved),
+            name=clean_text(outcome.planned.name, NAME_LIMIT),
+            benefit=outcome.planned.benefit,
+            size_bytes=outcome.planned.size_bytes,
+            sha256=outcome.saved.sha256 if outcome.saved else None,
+            verified=outcome.saved.verified if outcome.saved else False,
+            status=outcome.status,
+            reason=clean_text(outcome.reason, 300) if outcome.reason else None,
+        )
+        for outcome in outcomes
+    ]
+    downloaded = [file for file in files if file.status == "downloaded"]
+    counts = SyncCounts(
+        downloaded=len(downloaded),
+        present=sum(file.status == "present" for file in files),
+        failed=sum(file.status == "failed" for file in files),
+        bytes=sum(file.size_bytes for file in downloaded),
+    )
+    return SyncResult(folder=str(plan.root), counts=counts, files=files, gone=plan.gone)
+
+
+def sync_plan(plan: Plan) -> SyncPlan:
+    files = [
+        PlannedFile(
+            path=_relative(planned, planned.present),
+            name=clean_text(planned.name, NAME_LIMIT),
+            benefit=planned.benefit,
+            size_bytes=planned.size_bytes,
+            status="failed" if planned.failure else "present" if planned.present else "to_fetch",
+            reason=clean_text(planned.failure, 300) if planned.failure else None,
+        )
+        for planned in plan.files
+    ]
+    counts = PlannedCounts(
+        to_fetch=sum(file.status == "to_fetch" for file in files),
+        present=sum(file.status == "present" for file in files),
+        failed=sum(file.status == "failed" for file in files),
+        bytes=plan.bytes_to_fetch,
+    )
+    return SyncPlan(folder=str(plan.root), counts=counts, files=files, gone=plan.gone)
+
+
+SYNC_TEXT_BUDGET = 1900
+"""Bytes a sync's text may take, whatever the library's size: the structured result has every file."""
+_SHOWN_FAILURES = 5
+
+
+def sync_text(result: SyncResult) -> str:
+    """A short summary, the first few failures and the files gone upstream, in under 2 KB."""
+    counts = result.counts
+    folder = clean_text(result.folder, 120)
+    if not result.files and not result.gone:
+        return f"No files to sync into {folder}."
+    parts = [f"{counts.downloaded} downloaded ({human_size(counts.bytes)})", f"{counts.present} already present"]
+    if counts.failed:
+        parts.append(f"{counts.failed} failed")
+    total = len(result.files)
+    lines = [f"Synced {total} file{'s' if total != 1 else ''} into {folder}: {', '.join(parts)}."]
+    tail = [_gone_line(result.gone)] if result.gone else []
+    failed = [file for file in result.files if file.status == "failed"]
+    if failed:
+        lines.append("Failed:")
+        used = sum(len(line.encode()) + 1 for line in lines + tail)
+        shown = 0
+        for file in failed[:_SHOWN_FAILURES]:
+            line = clean_text(f"- {file.path}: {file.reason or 'failed'}", 200)
+            # Room is kept for the "and N more" line.
+            if used + len(line.encode()) + 1 + 40 > SYNC_TEXT_BUDGET:
+                break
+            lines.append(line)
+            used += len(line.encode()) + 1
+            shown += 1
+        if len(failed) > shown:
+            lines.append(f"- and {len(failed) - shown} more (every file is in the structured result).")
+    return "\n".join(lines + tail)
+
+
+def _gone_line(gone: Sequence[str]) -> str:
+    shown = ", ".join(clean_text(path, 60) for path in gone[:3])
+    more = f" and {len(gone) - 3} more" if len(gone) > 3 else ""
+    count = f"{len(gone)} file{'s' if len(gone) != 1 else ''}"
+    return f"No longer offered by Polar, kept on disk: {count} ({shown}{more})."

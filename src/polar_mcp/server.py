@@ -32,6 +32,7 @@ from polar_mcp.core import (
     SignInArgumentError,
     open_core,
 )
+from polar_mcp.download_failures import DiskFullError, NotEnoughSpaceError, SyncTooLargeError
 from polar_mcp.failure import Failure
 from polar_mcp.polar.errors import AuthenticationError
 from polar_mcp.polar.sessions import TokenSource
@@ -50,7 +51,10 @@ INSTRUCTIONS = (
     "Tools for the files this customer bought on Polar.sh. list_downloadables shows files and ids "
     "(query searches all of them); get_download_link gives a signed link that expires."
 )
-DOWNLOAD_INSTRUCTIONS = " download_file saves a file into the user's downloads folder, verified."
+DOWNLOAD_INSTRUCTIONS = (
+    " download_file saves a file into the user's downloads folder, verified; sync_library saves every file"
+    " (or a benefit's) there in one call, one folder per benefit, fetching only what is missing."
+)
 SIGN_IN_INSTRUCTIONS = (
     " When a tool says the user is not signed in, sign_in e-mails them a code from Polar: ask the user for it,"
     " never guess one."
@@ -116,7 +120,7 @@ def build_server(
     )
     _register_read_tools(server)
     if not settings.disable_download:
-        _register_download_tool(server)
+        _register_download_tools(server)
     if offers_sign_in:
         _register_sign_in_tool(server)
     _compact_schemas(server)
@@ -148,17 +152,16 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
     @server.tool(title="List purchased files", annotations=READ_ONLY)
     async def list_downloadables(
         me: Caller,
-        benefit_id: Annotated[
-            str | list[str] | None, Field(description="Benefit id(s) from list_downloadables, to narrow it.")
-        ] = None,
+        benefit_id: BenefitIds = None,
         page: Annotated[int, Field(ge=1, le=100_000, description="Page number, from 1.")] = 1,
         limit: Annotated[int, Field(ge=1, le=100, description="Files per page.")] = 20,
-        query: Annotated[str, Field(max_length=200, description=QUERY_HELP)] = "",
+        query: Query = "",
     ) -> Annotated[CallToolResult, present.DownloadablesList]:
         """List the files this customer can download from Polar, with ids for get_download_link."""
-        benefit_ids = [benefit_id] if isinstance(benefit_id, str) else benefit_id or []
         with _tool_errors(me):
-            result = await me.core.list(me.source, benefit_ids=benefit_ids, page=page, limit=limit, query=query)
+            result = await me.core.list(
+                me.source, benefit_ids=_benefit_ids(benefit_id), page=page, limit=limit, query=query
+            )
         return _result(present.listing_text(result, query=query.strip() or None), result)
 
     @server.tool(title="Get a download link", annotations=READ_ONLY)
@@ -172,7 +175,17 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
         return _result(present.link_text(link), link)
 
 
-def _register_download_tool(server: MCPServer[Core]) -> None:
+BenefitIds = Annotated[
+    str | list[str] | None, Field(description="Benefit id(s) from list_downloadables, to narrow it.")
+]
+Query = Annotated[str, Field(max_length=200, description=QUERY_HELP)]
+
+
+def _benefit_ids(benefit_id: str | list[str] | None) -> list[str]:
+    return [benefit_id] if isinstance(benefit_id, str) else benefit_id or []
+
+
+def _register_download_tools(server: MCPServer[Core]) -> None:
     @server.tool(title="Download a purchased file", annotations=WRITES_FILES)
     async def download_file(
         me: Caller,
@@ -191,6 +204,19 @@ def _register_download_tool(server: MCPServer[Core]) -> None:
 
             result = await me.core.save(me.source, item, overwrite=overwrite, progress=progress)
         return _result(present.downloaded_text(result), result)
+
+    @server.tool(title="Sync the whole library", annotations=WRITES_FILES)
+    async def sync_library(
+        me: Caller, ctx: Context[Core, Any], benefit_id: BenefitIds = None, query: Query = ""
+    ) -> Annotated[CallToolResult, present.SyncResult]:
+        """Save every file (or a benefit's) into the downloads folder, a folder per benefit; fetches only what's new."""
+        with _tool_errors(me):
+
+            async def progress(done: int, total: int) -> None:
+                await ctx.report_progress(done, total, f"{present.human_size(done)} of {present.human_size(total)}")
+
+            result = await me.core.sync(me.source, benefit_ids=_benefit_ids(benefit_id), query=query, progress=progress)
+        return _result(present.sync_text(result), result)
 
 
 def _register_sign_in_tool(server: MCPServer[Core]) -> None:
@@ -276,6 +302,18 @@ def for_the_model(failure: Failure, source: TokenSource) -> str:
             )
     if isinstance(failure, NoUsableLinkError):
         return "Polar sent no usable link for this file; try again in a minute."
+    if isinstance(failure, SyncTooLargeError):
+        return (
+            f"{failure.message} Sync part of the library (benefit_id or query), or ask the user to raise "
+            "POLAR_MCP_MAX_SYNC_SIZE."
+        )
+    if isinstance(failure, NotEnoughSpaceError):
+        return f"{failure.message} Ask the user to free some space, or sync part of the library (benefit_id or query)."
+    if isinstance(failure, DiskFullError):
+        return (
+            f"{failure.message} Files saved before it are kept: once there is room, call sync_library again "
+            "and it fetches only what is missing."
+        )
     return failure.message
 
 

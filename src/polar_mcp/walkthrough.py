@@ -1,11 +1,11 @@
 """`make demo`: a scripted walkthrough, through a real MCP client over stdio, against `polar-mcp --demo`.
 
 It launches the server exactly as a host would, then does what a person would ask an assistant to
-do: see the tools, list the files, search by name, get a download link and download a file (into
-a temporary folder: a newcomer's Downloads folder is not the demo's to fill). A second session starts
-with no token at all and signs in with an e-mail code, reading the code from the double's outbox as
-the buyer would read their e-mail; its stored sign-in goes to a temporary config folder, never the
-user's own.
+do: see the tools, list the files, search by name, get a download link, download a file and sync the
+whole library (into a temporary folder: a newcomer's Downloads folder is not the demo's to fill). A
+second session starts with no token at all and signs in with an e-mail code, reading the code from
+the double's outbox as the buyer would read their e-mail; its stored sign-in goes to a temporary
+config folder, never the user's own.
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ async def session(download_dir: str, config_dir: str) -> int:
         failures += first.is_error or not _text(again).startswith("Already present")
         _say("7. A mistake, answered with what to do next")
         await _call(client, "get_download_link", {"name": "rust"})
+        _say("8. 'Keep a copy of everything I bought' (sync_library, twice: nothing is fetched again)")
+        synced = await _call(client, "sync_library", {}, watch=True)
+        resynced = await _call(client, "sync_library", {})
+        failures += synced.is_error or not _text(resynced).endswith(": 0 downloaded (0.0 B), 11 already present.")
     failures += await sign_in_session(config_dir)
     _say("Done" if not failures else f"Done, with {failures} unexpected error(s)")
     return 1 if failures else 0

@@ -28,6 +28,8 @@ TINY: dict[str, Callable[[], harness.CaseResult]] = {
     "signin_load": lambda: cases.signin_load(
         clients=2, paced=1.0, saturated=1.0, rate=4.0, latency=0.0, databases=("sqlite",), workers=(1,)
     ),
+    "sync_fresh": lambda: cases.sync_fresh(runs=1, files=4, size=100_000, latency=0.0),
+    "resync": lambda: cases.resync(runs=1, files=12, benefits=3, latency=0.0),
 }
 
 
@@ -77,8 +79,17 @@ def test_the_search_finds_the_same_matches_without_being_throttled(results: dict
 
 def test_context_cost_covers_every_tool(results: dict[str, harness.CaseResult]) -> None:
     figures = results["context_cost"]["figures"]
-    assert figures["tools listed"] == "list_downloadables, get_download_link, download_file"
+    assert figures["tools listed"] == "list_downloadables, get_download_link, download_file, sync_library"
     assert int(figures["tools/list answer on the wire, whole JSON-RPC line (bytes)"]) > 1000
+
+
+def test_a_sync_fetches_every_file_once_and_a_resync_opens_no_link(results: dict[str, harness.CaseResult]) -> None:
+    fresh = results["sync_fresh"]["figures"]
+    assert (fresh["files downloaded by the sync"], fresh["links opened by the sync"]) == (4, 4)
+    assert fresh["links opened by the download_file calls"] == 4
+    again = results["resync"]["figures"]
+    assert again["files found present by every re-sync"] == 12
+    assert (again["links opened by the re-syncs"], again["storage or link requests during the re-syncs"]) == (0, 0)
 
 
 def test_load_has_no_errors_and_links_come_from_the_cache(results: dict[str, harness.CaseResult]) -> None:

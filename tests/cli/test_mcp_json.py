@@ -55,7 +55,12 @@ async def test_the_server_mcp_json_names_starts_lists_its_tools_and_lists_files(
     async with Client(_launch(entry, env)) as client:
         tools = await client.list_tools()
         result = await client.call_tool("list_downloadables", {"query": "errata"})
-    assert {tool.name for tool in tools.tools} == {"list_downloadables", "get_download_link", "download_file"}
+    assert {tool.name for tool in tools.tools} == {
+        "list_downloadables",
+        "get_download_link",
+        "download_file",
+        "sync_library",
+    }
     assert not result.is_error, result.content
     assert result.structured_content is not None
     assert [item["name"] for item in result.structured_content["items"]] == ["errata.txt"]

@@ -40,7 +40,7 @@ TIMEOUT = 120.0
 DEMO_SERVER = (sys.executable, "-m", "polar_mcp", "--demo")
 """polar-mcp over stdio as a host would launch it, against its embedded double."""
 
-TOOL_NAMES = ["list_downloadables", "get_download_link", "download_file"]
+TOOL_NAMES = ["list_downloadables", "get_download_link", "download_file", "sync_library"]
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MASK = "<masked>"

@@ -111,7 +111,7 @@ async def test_a_buyer_signs_in_lists_downloads_and_signs_in_again_an_hour_later
     with tempfile.TemporaryFile("w+") as errlog:
         async with Client(stdio_client(_params(double, config, downloads), errlog=errlog)) as client:
             names = [tool.name for tool in (await client.list_tools()).tools]
-            assert names == ["list_downloadables", "get_download_link", "download_file", "sign_in"]
+            assert names == ["list_downloadables", "get_download_link", "download_file", "sync_library", "sign_in"]
             assert (await call(client, "list_downloadables", {})).is_error
 
             sent = await call(client, "sign_in", {"seller": DEMO_ORGANIZATION_SLUG, "email": DEMO_CUSTOMER_EMAIL})

@@ -24,11 +24,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import anyio
 import pytest
+from mcp import Client
 
+from polar_mcp.config import load_settings
 from polar_mcp.double.blobs import Blob, Digests
 from polar_mcp.double.runner import RunningDouble
 from polar_mcp.double.store import Store
+from polar_mcp.download_record import RECORD_NAME, DownloadRecord
+from polar_mcp.server import build_server
 from tests.helpers.cli import subprocess_env
 from tests.helpers.demo import ada_id
 
@@ -52,10 +57,13 @@ class _HeldBlob(Blob):
 
     gate: threading.Event = field(default_factory=threading.Event, compare=False)
     held_after: int = HELD_AFTER_BLOCKS
+    holding: threading.Event = field(default_factory=threading.Event, compare=False)
+    """Set once the first blocks are sent and the rest is held."""
 
     def blocks(self) -> Iterator[bytes]:
         for index, block in enumerate(super().blocks()):
             if index == self.held_after:
+                self.holding.set()
                 self.gate.wait(GATE_TIMEOUT)
             yield block
 
@@ -274,3 +282,125 @@ def test_stopping_the_server_mid_download_exits_at_once_and_leaves_no_partial_fi
     assert children == set(), f"the server started child processes: {children}"
     # The call never completed, and no answer claims it did.
     assert not any(m.get("id") == 2 and "result" in m and not m["result"].get("isError") for m in server.stdout)
+
+
+def _recorded(root: Path) -> dict[str, int]:
+    record = DownloadRecord(root)
+    try:
+        return {entry.path: entry.size for entry in record.snapshot().entries}
+    finally:
+        record.close()
+
+
+async def _sync_again(env: dict[str, str]) -> dict[str, Any]:
+    async with Client(build_server(load_settings(env))) as client:
+        result = await client.call_tool("sync_library", {})
+    assert result.structured_content is not None, result.content
+    return result.structured_content
+
+
+def test_a_sigterm_mid_sync_keeps_finished_files_recorded_leaves_no_partial_one_and_the_next_sync_resumes(
+    store: Store, double: RunningDouble, held: threading.Event, tmp_path: Path
+) -> None:
+    downloads = tmp_path / "downloads"
+    env = subprocess_env(
+        POLAR_API_URL=double.base_url,
+        POLAR_CUSTOMER_SESSION=store.issue_session(ada_id(store)),
+        POLAR_MCP_DOWNLOAD_DIR=str(downloads),
+    )
+    with _RawServer(env, tmp_path / "stderr.log") as server:
+        _initialize(server)
+        server.send(
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "sync_library", "arguments": {}, "_meta": {"progressToken": 1}},
+            }
+        )
+        # More than the first four files (the held one among them) can hold: at least one is done.
+        server.read_until(
+            lambda m: m.get("method") == "notifications/progress" and m["params"]["progress"] > 6 * 1024 * 1024
+        )
+        assert not held.is_set()
+        _stop(server.process, "SIGTERM")
+        code = server.wait(timeout=STOP_TIMEOUT)
+        assert not server.killed_by_watchdog
+
+    stderr = (tmp_path / "stderr.log").read_text()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    assert [p.name for p in downloads.rglob("*") if p.name.endswith(".part")] == []
+    kept = {
+        p.relative_to(downloads).as_posix(): p.stat().st_size
+        for p in downloads.rglob("*")
+        if p.is_file() and p.name != RECORD_NAME
+    }
+    assert f"Async Course Videos/{HELD_FILE}" not in kept
+    assert 0 < len(kept) < 11
+    assert _recorded(downloads) == kept
+
+    held.set()
+    resumed = anyio.run(_sync_again, env)
+    assert resumed["counts"]["present"] == len(kept)
+    assert resumed["counts"]["downloaded"] == 11 - len(kept)
+
+
+def _sync_command(env: dict[str, str], folder: Path, stderr: Path) -> subprocess.Popen[str]:
+    with stderr.open("w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "polar_mcp", "sync", str(folder)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+        )
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_stopping_polar_mcp_sync_keeps_finished_files_leaves_no_partial_one_and_the_next_run_resumes(
+    stop: str, store: Store, double: RunningDouble, held: threading.Event, tmp_path: Path
+) -> None:
+    downloads = tmp_path / "downloads"
+    env = subprocess_env(POLAR_API_URL=double.base_url, POLAR_CUSTOMER_SESSION=store.issue_session(ada_id(store)))
+    blob = next(f for f in store.files.values() if f.name == HELD_FILE).blob
+    assert isinstance(blob, _HeldBlob)
+
+    process = _sync_command(env, downloads, tmp_path / "stderr.log")
+    try:
+        assert blob.holding.wait(READ_TIMEOUT), "the sync never reached the held file"
+        process.send_signal(signal.Signals[stop])
+        out, _ = process.communicate(timeout=STOP_TIMEOUT * 3)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+    stderr = (tmp_path / "stderr.log").read_text()
+    assert process.returncode == 128 + signal.Signals[stop], stderr
+    assert out == ""
+    assert stderr.endswith(
+        "polar-mcp: sync interrupted: the files finished so far are kept; run it again to fetch the rest.\n"
+    )
+    assert [p.name for p in downloads.rglob("*") if p.name.endswith(".part")] == []
+    kept = {
+        p.relative_to(downloads).as_posix(): p.stat().st_size
+        for p in downloads.rglob("*")
+        if p.is_file() and p.name != RECORD_NAME
+    }
+    assert f"Async Course Videos/{HELD_FILE}" not in kept
+    assert _recorded(downloads) == kept
+
+    held.set()
+    again = subprocess.run(
+        [sys.executable, "-m", "polar_mcp", "sync", str(downloads), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    counts = json.loads(again.stdout)["counts"]
+    assert (counts["present"], counts["downloaded"], counts["failed"]) == (len(kept), 11 - len(kept), 0)

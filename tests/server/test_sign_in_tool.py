@@ -128,7 +128,7 @@ async def test_sign_in_is_not_offered_when_a_token_is_configured_or_outside_stdi
     for server in (with_token, over_http):
         async with Client(server) as connected:
             names = [tool.name for tool in (await connected.list_tools()).tools]
-            assert names == ["list_downloadables", "get_download_link", "download_file"]
+            assert names == ["list_downloadables", "get_download_link", "download_file", "sync_library"]
             assert connected.instructions is not None
             assert "sign_in" not in connected.instructions
 

@@ -75,7 +75,10 @@ def _text(result: CallToolResult) -> str:
 
 async def test_the_instructions_name_every_tool(client: Client) -> None:
     assert client.instructions is not None
-    assert all(name in client.instructions for name in ("list_downloadables", "get_download_link", "download_file"))
+    assert all(
+        name in client.instructions
+        for name in ("list_downloadables", "get_download_link", "download_file", "sync_library")
+    )
 
 
 async def test_tools_list_matches_the_checked_in_snapshot(client: Client) -> None:

@@ -51,18 +51,18 @@ def call(tool: str, *pairs: str) -> list[str]:
 
 # stdio --------------------------------------------------------------------------------------------
 
+WRITES_FILES = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": True, "openWorldHint": True}
 
-def test_the_inspector_lists_exactly_the_three_tools_with_their_schemas_over_stdio(home: Path, tmp_path: Path) -> None:
+
+def test_the_inspector_lists_exactly_the_tools_with_their_schemas_over_stdio(home: Path, tmp_path: Path) -> None:
     output = inspector(*DEMO_SERVER, "--method", "tools/list", home=home).ok()
     tools = output["result"]["tools"]
     assert [tool["name"] for tool in tools] == TOOL_NAMES
     assert [(tool["title"], tool["annotations"]) for tool in tools] == [
         ("List purchased files", READ_ONLY),
         ("Get a download link", READ_ONLY),
-        (
-            "Download a purchased file",
-            {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": True, "openWorldHint": True},
-        ),
+        ("Download a purchased file", WRITES_FILES),
+        ("Sync the whole library", WRITES_FILES),
     ]
     assert all(tool["outputSchema"]["type"] == "object" for tool in tools)
     with demo_reference(tmp_path) as settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -158,16 +159,55 @@ async def test_a_file_only_touched_since_is_hashed_again_found_unchanged_and_its
     assert [entry.mtime_ns for entry in recorded(tmp_path)] == [1_700_000_000_000_000_000]
 
 
-@pytest.mark.parametrize(
+NEWER_VERSIONS = pytest.mark.parametrize(
     "changed",
     [{"version": "2"}, {"last_modified": "2026-05-06T07:08:09+00:00"}, {"storage_version": "v2"}],
     ids=["version", "last-modified", "storage-version"],
 )
-async def test_a_new_version_on_polar_is_fetched_again_and_the_saved_one_kept(
+
+
+@NEWER_VERSIONS
+async def test_a_new_version_on_polar_replaces_the_untouched_copy_polar_mcp_saved(
     tmp_path: Path, changed: dict[str, str]
 ) -> None:
     polar = Polar()
     await fetch(polar, UNCHECKED, tmp_path)
+    newer = dataclasses.replace(UNCHECKED, **changed)
+    new_body = BODY[::-1]
+    polar.body = new_body
+
+    again = await fetch(polar, newer, tmp_path)
+    once_more = await fetch(polar, newer, tmp_path)
+
+    assert (again.name, again.skipped) == ("report.pdf", False)
+    assert (tmp_path / "report.pdf").read_bytes() == new_body
+    assert once_more.skipped
+    assert polar.hits(LINK) == 2
+    assert listing(tmp_path) == ["report.pdf"]
+    assert recorded(tmp_path) == [entry_for(tmp_path, "report.pdf", newer, hashlib.sha256(new_body).hexdigest())]
+
+
+async def test_a_new_version_with_a_new_checksum_replaces_the_untouched_copy_only_touched_since(tmp_path: Path) -> None:
+    polar = Polar()
+    await fetch(polar, file_request(file_id="f1"), tmp_path)
+    os.utime(tmp_path / "report.pdf", ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    new_body = BODY[::-1]
+    polar.body = new_body
+
+    again = await fetch(polar, file_request(body=new_body, file_id="f1"), tmp_path)
+
+    assert (again.name, again.skipped, again.verified) == ("report.pdf", False, True)
+    assert (tmp_path / "report.pdf").read_bytes() == new_body
+    assert listing(tmp_path) == ["report.pdf"]
+
+
+@NEWER_VERSIONS
+async def test_a_new_version_on_polar_is_saved_beside_a_copy_the_user_edited(
+    tmp_path: Path, changed: dict[str, str]
+) -> None:
+    polar = Polar()
+    await fetch(polar, UNCHECKED, tmp_path)
+    (tmp_path / "report.pdf").write_bytes(b"my annotated copy")
     newer = dataclasses.replace(UNCHECKED, **changed)
 
     again = await fetch(polar, newer, tmp_path)
@@ -175,7 +215,19 @@ async def test_a_new_version_on_polar_is_fetched_again_and_the_saved_one_kept(
 
     assert (again.name, again.skipped) == ("report (2).pdf", False)
     assert once_more == skipped_at(tmp_path / "report (2).pdf")
+    assert (tmp_path / "report.pdf").read_bytes() == b"my annotated copy"
     assert polar.hits(LINK) == 2
+    assert listing(tmp_path) == ["report (2).pdf", "report.pdf"]
+
+
+async def test_an_untouched_copy_of_another_file_of_the_same_name_is_never_replaced(tmp_path: Path) -> None:
+    polar = Polar()
+    await fetch(polar, UNCHECKED, tmp_path)
+    other = dataclasses.replace(UNCHECKED, file_id="f2", version="2")
+
+    saved = await fetch(polar, other, tmp_path)
+
+    assert (saved.name, saved.skipped) == ("report (2).pdf", False)
     assert listing(tmp_path) == ["report (2).pdf", "report.pdf"]
 
 
@@ -449,3 +501,77 @@ def test_the_record_time_format_is_stable_across_listings() -> None:
     again = Downloadable.model_validate(downloadable(1, last_modified_at="2026-03-04T05:06:07.000Z"))
 
     assert download_request(item).last_modified == download_request(again).last_modified == stamp.isoformat()
+
+
+# --- sub-folders and the schema's migration ---------------------------------------------------------
+
+
+async def test_a_file_saved_in_a_sub_folder_is_recorded_relative_to_the_folder_where_the_record_stays(
+    tmp_path: Path,
+) -> None:
+    polar = Polar()
+
+    saved = await fetch(polar, UNCHECKED, tmp_path, folder="Rust Ebook Bundle")
+    again = await fetch(polar, UNCHECKED, tmp_path, folder="Rust Ebook Bundle")
+
+    assert saved.path == tmp_path / "Rust Ebook Bundle" / "report.pdf"
+    assert again == skipped_at(saved.path)
+    assert sorted(os.listdir(tmp_path)) == [RECORD_NAME, "Rust Ebook Bundle"]
+    assert [entry.path for entry in recorded(tmp_path)] == ["Rust Ebook Bundle/report.pdf"]
+
+
+async def test_a_copy_in_another_folder_does_not_count_as_present_in_this_one(tmp_path: Path) -> None:
+    polar = Polar()
+    await fetch(polar, UNCHECKED, tmp_path, folder="Old Name")
+
+    saved = await fetch(polar, UNCHECKED, tmp_path)
+
+    assert (saved.path, saved.skipped) == (tmp_path / "report.pdf", False)
+
+
+async def test_a_link_in_place_of_the_sub_folder_is_never_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "downloads", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "Bundle").symlink_to(outside, target_is_directory=True)
+    polar = Polar()
+
+    with pytest.raises(DownloadError) as refused:
+        await fetch(polar, UNCHECKED, root, folder="Bundle")
+
+    assert refused.value.message == (
+        f"{root / 'Bundle'} is a link, not a folder, so nothing was saved through it. Move it away and try again."
+    )
+    assert list(outside.iterdir()) == []
+    assert polar.requests == []
+
+
+async def test_a_sub_folder_that_is_not_one_safe_name_is_a_programming_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not one safe folder name"):
+        await fetch(Polar(), UNCHECKED, tmp_path, folder="../outside")
+
+
+def test_a_record_of_the_first_schema_gains_the_folders_table_and_keeps_its_files(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / RECORD_NAME) as old:
+        old.execute(
+            "CREATE TABLE files (path TEXT PRIMARY KEY, file_id TEXT NOT NULL, version TEXT, last_modified TEXT, "
+            "storage_version TEXT, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)"
+        )
+        old.execute("INSERT INTO files VALUES ('report.pdf', 'f1', '1', NULL, NULL, 3, 1, ?)", ("ab" * 32,))
+        old.execute("PRAGMA user_version = 1")
+    old.close()
+
+    record = DownloadRecord(tmp_path)
+    try:
+        before = record.copies("f1")
+        with record.writing():
+            record.choose_folder("benefit-1", "Rust Ebook Bundle")
+        folders = record.folders()
+    finally:
+        record.close()
+
+    assert [entry.path for entry in before] == ["report.pdf"]
+    assert folders == {"benefit-1": "Rust Ebook Bundle"}
+    with sqlite3.connect(tmp_path / RECORD_NAME) as check:
+        assert check.execute("PRAGMA user_version").fetchone() == (2,)
+    check.close()

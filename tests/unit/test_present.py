@@ -413,3 +413,63 @@ def test_a_skipped_download_says_what_vouches_for_the_file(verified: bool, expec
     )
 
     assert present.downloaded_text(saved) == expected
+
+
+def _synced(number: int, status: str, reason: str | None = None, name: str = "") -> present.SyncedFile:
+    name = name or f"file-{number:03d}.pdf"
+    return present.SyncedFile(
+        path=f"Bundle/{name}",
+        name=name,
+        benefit="Bundle",
+        size_bytes=1000,
+        sha256=None if status == "failed" else "ab" * 32,
+        verified=status != "failed",
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+    )
+
+
+def test_a_sync_text_names_the_first_failures_and_counts_the_rest() -> None:
+    files = [_synced(n, "downloaded") for n in range(3)] + [_synced(n, "failed", f"reason {n}.") for n in range(3, 10)]
+    result = present.SyncResult(
+        folder="/home/ada/Downloads/polar",
+        counts=present.SyncCounts(downloaded=3, present=0, failed=7, bytes=3000),
+        files=files,
+        gone=["Bundle/old-1.pdf", "Bundle/old-2.pdf", "Bundle/old-3.pdf", "Bundle/old-4.pdf"],
+    )
+
+    assert present.sync_text(result) == "\n".join(
+        [
+            "Synced 10 files into /home/ada/Downloads/polar: 3 downloaded (2.9 KB), 0 already present, 7 failed.",
+            "Failed:",
+            "- Bundle/file-003.pdf: reason 3.",
+            "- Bundle/file-004.pdf: reason 4.",
+            "- Bundle/file-005.pdf: reason 5.",
+            "- Bundle/file-006.pdf: reason 6.",
+            "- Bundle/file-007.pdf: reason 7.",
+            "- and 2 more (every file is in the structured result).",
+            "No longer offered by Polar, kept on disk: 4 files (Bundle/old-1.pdf, Bundle/old-2.pdf, "
+            "Bundle/old-3.pdf and 1 more).",
+        ]
+    )
+
+
+def test_a_sync_text_stays_under_2_kb_for_500_files_most_of_them_failing_with_long_names() -> None:
+    wide = "界" * 200  # three bytes each in UTF-8
+    files = [_synced(n, "present") for n in range(100)] + [
+        _synced(n, "failed", f"{wide} \x1b[31m{wide}", name=f"{wide}-{n}.pdf") for n in range(100, 500)
+    ]
+    result = present.SyncResult(
+        folder="/" + "深" * 300,
+        counts=present.SyncCounts(downloaded=0, present=100, failed=400, bytes=0),
+        files=files,
+        gone=[f"Bundle/{wide}-{n}" for n in range(300)],
+    )
+
+    text = present.sync_text(result)
+
+    assert len(text.encode()) < 2048
+    assert "\x1b" not in text
+    assert text.startswith("Synced 500 files into /")
+    assert "more (every file is in the structured result)." in text
+    assert text.endswith("and 297 more).")
