@@ -75,13 +75,17 @@ mcpb: install node-tools
 	$(BIN)/python packaging/mcpb/build.py bundle
 
 # Benchmarks are not tests: polar-sdk (the peer compared against) is installed for them only.
+# The servers under test run from a virtualenv holding polar-mcp as users install it (wheel and runtime
+# dependencies only); the harness, the double and the peer (polar-sdk) run from .venv.
 bench: install
 	$(BIN)/python -m pip install --quiet 'polar-sdk>=1,<2'
-	$(BIN)/python -m bench.run --write docs/BENCHMARKS.md
+	rm -rf .bench-venv && $(PYTHON) -m venv .bench-venv
+	.bench-venv/bin/python -m pip install --quiet '.[hosted]'
+	POLAR_MCP_BENCH_PYTHON=$(CURDIR)/.bench-venv/bin/python $(BIN)/python -m bench.run --write docs/BENCHMARKS.md
 
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .tools .cache dist build .wheel-check .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .cache dist build .wheel-check .bench-venv .pytest_cache .ruff_cache

@@ -117,13 +117,19 @@ def free_port() -> int:
 # Servers under test ---------------------------------------------------------------------------
 
 
+SERVER_PYTHON = os.environ.get("POLAR_MCP_BENCH_PYTHON") or sys.executable
+"""The Python the servers under test run on. `make bench` gives one whose environment holds polar-mcp as a
+user installs it (its wheel and runtime dependencies, nothing else): the development environment's test
+tools change what polar-mcp imports (selenium brings trio, which httpcore2 then loads on first use)."""
+
+
 def polar_mcp_command(*args: str) -> list[str]:
     """How a host launches polar-mcp: `python -m polar_mcp`."""
-    return [sys.executable, "-m", "polar_mcp", *args]
+    return [SERVER_PYTHON, "-m", "polar_mcp", *args]
 
 
 def floor_command() -> list[str]:
-    return [sys.executable, str(FLOOR_SERVER)]
+    return [SERVER_PYTHON, str(FLOOR_SERVER)]
 
 
 def server_env(api_url: str, token: str, **extra: str) -> dict[str, str]:
@@ -262,7 +268,7 @@ def time_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> 
 def import_breakdown(modules: str, *, top: int = 6) -> tuple[float, list[tuple[str, float]]]:
     """`python -X importtime -c "import MODULES"`: total ms, and self time (ms) per top-level package."""
     completed = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {modules}"],
+        [SERVER_PYTHON, "-X", "importtime", "-c", f"import {modules}"],
         capture_output=True,
         text=True,
         timeout=60,
