@@ -11,6 +11,7 @@ import json
 import time
 import zlib
 from collections.abc import Mapping
+from functools import lru_cache
 from urllib.parse import quote, urlencode
 
 LINK_TTL = 3600
@@ -29,9 +30,15 @@ class ExpiredError(Exception):
 
 def sign_link(secret: bytes, payload: object, timestamp: int) -> str:
     """A link token as Polar mints them: `.{compressed JSON}.{timestamp}.{signature}` (a timed signature)."""
-    body = "." + _b64(zlib.compress(json.dumps(payload, separators=(",", ":")).encode()))
+    body = _link_body(json.dumps(payload, separators=(",", ":")))
     signed = f"{body}.{_b64(timestamp.to_bytes(max(1, (timestamp.bit_length() + 7) // 8), 'big'))}"
     return f"{signed}.{_mac(secret, 'link', signed)}"
+
+
+@lru_cache(maxsize=65536)
+def _link_body(payload: str) -> str:
+    # A listing signs every link on its page anew, but a file's payload never changes: compress it once.
+    return "." + _b64(zlib.compress(payload.encode()))
 
 
 def read_link(secret: bytes, token: str, now: float) -> object:
