@@ -150,8 +150,9 @@ async def _all_at_once(store: Store, client_for: list[tuple[Client, Call]]) -> l
                 group.start_soon(one, index, client, call)
     took = anyio.current_time() - started
     sent = len(store.requests) - sent_before
-    # One at a time, the double's latency alone would take sent * LATENCY.
-    assert took < sent * LATENCY / 2, f"{sent} requests in {took:.2f} s: the calls did not overlap"
+    # One at a time, the double's latency alone would take sent * LATENCY; overlapping calls take a
+    # fraction of it, even on a machine busy with other test workers.
+    assert took < sent * LATENCY * 0.8, f"{sent} requests in {took:.2f} s: the calls did not overlap"
     assert sorted(results) == list(range(len(client_for)))  # every call answered
     return [results[index] for index in range(len(client_for))]
 

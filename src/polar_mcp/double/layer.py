@@ -72,18 +72,21 @@ class FaultyApp(Starlette):
         if scope["type"] != "http" or self.exempt(path):
             await super().__call__(scope, receive, send)
             return
-        status = 0
+        recorded = False
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                # Logged before the answer leaves: a client holding its answer finds the request logged.
+                self.store.record(self._record(scope, message["status"]))
+                recorded = True
             await send(message)
 
         try:
             await self._serve(scope, receive, self.stamp(scope, recording_send), send)
         finally:
-            self.store.record(self._record(scope, status))
+            if not recorded:  # no answer at all (a dropped connection, a failure before the headers)
+                self.store.record(self._record(scope, 0))
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, raw_send: Send) -> None:
         faults = self.store.faults
