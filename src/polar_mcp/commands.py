@@ -126,7 +126,7 @@ def _sign_in_wording(failure: Failure) -> str | None:
                 "Not signed in. Run: polar-mcp login SELLER --email EMAIL (SELLER is the slug of the seller's portal "
                 f"address, {PORTAL}); or set POLAR_CUSTOMER_SESSION, or POLAR_ACCESS_TOKEN and POLAR_CUSTOMER_ID."
             )
-        return f"{failure.message.removesuffix(' Sign in again with a new code.')} Run: polar-mcp login"
+        return f"{failure.situation} Run: polar-mcp login"
     if isinstance(failure, SignInArgumentError):
         if failure.argument == "seller":
             head = "Which seller?" if failure.missing else f"{failure.wanted!r} is not a seller's slug or id."

@@ -327,7 +327,7 @@ def _sign_in_wording(failure: Failure) -> str | None:
                 f"{PORTAL}) and email, then call sign_in with the code Polar e-mails; {terminal}"
             )
         return (
-            f"{failure.message.removesuffix(' Sign in again with a new code.')} Call sign_in with no arguments to "
+            f"{failure.situation} Call sign_in with no arguments to "
             f"e-mail a new code to {failure.email}, then call sign_in with that code; {terminal}"
         )
     if isinstance(failure, SignInArgumentError):

@@ -176,6 +176,8 @@ class SignInRequiredError(AuthenticationError):
             message = f"The sign-in at {seller} for {self.email} has expired (sessions live one hour)."
         else:
             message = f"Polar no longer accepts the sign-in at {seller} for {self.email}."
+        self.situation = message
+        """What happened, without advice: each front end adds how to sign in again in its own terms."""
         super().__init__(message + " Sign in again with a new code.")
 
 
