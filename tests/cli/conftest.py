@@ -6,7 +6,6 @@ test's temporary folder, so neither a real token nor a real Downloads folder can
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from polar_mcp.double.seed import demo_store
 from polar_mcp.double.store import Store
 from tests.helpers.cli import Cli, Run
 from tests.helpers.demo import ada_token
+from tests.helpers.logs import root_logger_restored
 
 
 @pytest.fixture(scope="package")
@@ -64,16 +64,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:  # 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:  # pyright: ignore[reportUnusedFunction]
     """main() reconfigures the root logger onto the captured stderr; undo it after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
+    with root_logger_restored():
+        yield
 
 
 @pytest.fixture(autouse=True)

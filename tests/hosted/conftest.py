@@ -7,7 +7,6 @@ forward, and every check is relative to them, so tests sharing a server do not d
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tests.helpers.hosted import (
     polar_server,
     smtp_server,
 )
+from tests.helpers.logs import root_logger_restored
 
 ROOMY = Limits(
     codes_per_address=(1000, 900.0),
@@ -39,16 +39,8 @@ ROOMY = Limits(
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:  # pyright: ignore[reportUnusedFunction]
     """main() reconfigures the root logger (the start-up tests run it); undo it after each test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
+    with root_logger_restored():
+        yield
 
 
 @pytest.fixture(scope="module")
