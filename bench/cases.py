@@ -35,6 +35,7 @@ from bench.harness import (
     repeat,
     rss_kib,
     server_env,
+    start_to_first_tools_list,
     time_to_first_tools_list,
     tree_cpu_seconds,
 )
@@ -68,12 +69,13 @@ def _token(store: Store, external_id: str) -> str:
 # 1. Cold start ----------------------------------------------------------------------------------
 
 
-def cold_start(*, runs: int = 5, spawns: int = 3, importtime: bool = True, warm_up: bool = True) -> CaseResult:
+def cold_start(*, runs: int = 5, spawns: int = 5, importtime: bool = True, warm_up: bool = True) -> CaseResult:
     """Spawn -> answer to the first tools/list over stdio: `python -m polar_mcp` vs the floor server.
 
     One untimed start of each first (bytecode and the OS file cache warm, as on a host that ran it
     before). Each run spawns both `spawns` times, alternating which goes first, and keeps the
-    medians and their ratio.
+    medians and their ratio. The CPU each start used is kept beside its wall time: on a shared
+    2-core machine the wall time of one start swings by a third with the neighbours' load.
     """
     store = demo_store()
     notes: list[str] = []
@@ -85,13 +87,24 @@ def cold_start(*, runs: int = 5, spawns: int = 3, importtime: bool = True, warm_
 
         def one_run(index: int) -> dict[str, float]:
             times: dict[str, list[float]] = {"ours": [], "floor": []}
+            cpu: dict[str, list[float]] = {"ours": [], "floor": []}
             commands = {"ours": polar_mcp_command(), "floor": floor_command()}
             for spawn in range(spawns):
                 order = ["ours", "floor"] if (index + spawn) % 2 == 0 else ["floor", "ours"]
                 for side in order:
-                    times[side].append(time_to_first_tools_list(commands[side], env)[0])
+                    elapsed, used, _ = start_to_first_tools_list(commands[side], env)
+                    times[side].append(elapsed)
+                    cpu[side].append(used)
             ours, floor = median(times["ours"]), median(times["floor"])
-            return {"ours": ours, "floor": floor, "ratio": ours / floor}
+            ours_cpu, floor_cpu = median(cpu["ours"]), median(cpu["floor"])
+            return {
+                "ours": ours,
+                "floor": floor,
+                "ratio": ours / floor,
+                "ours_cpu": ours_cpu,
+                "floor_cpu": floor_cpu,
+                "cpu_ratio": ours_cpu / floor_cpu,
+            }
 
         collected = repeat(runs, one_run)
     ratio = median(collected["ratio"])
@@ -103,6 +116,10 @@ def cold_start(*, runs: int = 5, spawns: int = 3, importtime: bool = True, warm_
         "floor server, spawn to tools/list (ms, median)": ms(median(collected["floor"])),
         "ratio polar-mcp / floor (median of per-run ratios)": round(ratio, 3),
         "ratio per run": ", ".join(f"{r:.3f}" for r in collected["ratio"]),
+        "CPU to tools/list, polar-mcp / floor (ms, median)": f"{ms(median(collected['ours_cpu']))} / "
+        f"{ms(median(collected['floor_cpu']))}",
+        "CPU ratio polar-mcp / floor (median of per-run ratios)": round(median(collected["cpu_ratio"]), 3),
+        "starts timed per side": f"{spawns} per run x {runs} runs",
     }
     if importtime:
         # Median of three, each a fresh interpreter: one import profile is noisy.

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import queue
+import resource
 import socket
 import statistics
 import subprocess
@@ -253,6 +254,17 @@ def time_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> 
     The three messages are written at once, as a host that does not wait would; the server reads
     them when it is ready.
     """
+    elapsed, _, line = start_to_first_tools_list(command, env)
+    return elapsed, line
+
+
+def start_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> tuple[float, float, bytes]:
+    """`time_to_first_tools_list`, with the CPU seconds (user + system) the server used to get there.
+
+    The CPU figure is the child's own rusage, read once it is reaped (it is killed right after its
+    answer): unlike the wall time it barely moves when a neighbour takes the other core.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with StdioSession(command, env) as session:
         session.send(
             "initialize",
@@ -262,7 +274,9 @@ def time_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> 
         listing = session.send("tools/list")
         session.receive(listing)
         elapsed = time.perf_counter() - session.started_at
-        return elapsed, session.raw
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu, session.raw
 
 
 def import_breakdown(modules: str, *, top: int = 6) -> tuple[float, list[tuple[str, float]]]:

@@ -1,6 +1,5 @@
 """polar-mcp: an MCP server for the files a customer bought on Polar.sh."""
 
-import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -13,6 +12,8 @@ def _version() -> str:
         pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
         if not pyproject.is_file():
             return "0+unknown"
+        import tomllib  # only in a bare source tree: an installed start does not pay for it
+
         with pyproject.open("rb") as file:
             return str(tomllib.load(file)["project"]["version"])
 

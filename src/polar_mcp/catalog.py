@@ -20,7 +20,7 @@ import anyio
 
 from polar_mcp.cache import BoundedCache
 from polar_mcp.failure import Failure
-from polar_mcp.polar.client import PolarClient, first_error
+from polar_mcp.polar.client import PageHook, PolarClient, first_error
 from polar_mcp.polar.errors import AuthenticationError, PolarError
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import TokenSource
@@ -214,10 +214,12 @@ class Catalog:
         page: int = 1,
         limit: int | None = 20,
         query: str | None = None,
+        on_page: PageHook | None = None,
     ) -> Listing:
         """A page of the catalog; with `query`, a page of the matches (file or benefit name) of all of it.
 
-        `limit=None` answers everything (or every match) as one page.
+        `limit=None` answers everything (or every match) as one page. `on_page` sees each page of a
+        whole-catalog scan as it arrives (a sync plans while the rest is fetched).
         """
         with self._forget_if_rejected(source):
             before = self._memory(source).names_fetches
@@ -229,7 +231,7 @@ class Catalog:
                 names = await self._names(source, {item.benefit_id for item in result.items}, fetched_since=before)
                 pagination = result.pagination
                 return Listing(list(result.items), page, limit, pagination.total_count, pagination.max_page, names)
-            items = await self._alongside_names(source, self._scan(source, benefit_ids))
+            items = await self._alongside_names(source, self._scan(source, benefit_ids, on_page))
             names = await self._names(source, {item.benefit_id for item in items}, fetched_since=before)
             found = items if query is None else matches_query(items, names, query)
             if limit is None:
@@ -381,8 +383,10 @@ class Catalog:
             return found
         return await self._find_by_id(source, found.id)
 
-    async def _scan(self, source: TokenSource, benefit_ids: Sequence[str]) -> list[Downloadable]:
-        items = await self._client.list_all_downloadables(source, benefit_ids=benefit_ids)
+    async def _scan(
+        self, source: TokenSource, benefit_ids: Sequence[str], on_page: PageHook | None = None
+    ) -> list[Downloadable]:
+        items = await self._client.list_all_downloadables(source, benefit_ids=benefit_ids, on_page=on_page)
         memory = self._remember(source, items)
         if not benefit_ids:
             memory.snapshot = [item.id for item in items]

@@ -281,25 +281,20 @@ class Core:
         from polar_mcp import download, sync
 
         wanted = _parse_benefit_ids(benefit_ids)
-        # One scan of the catalog with the benefit names, the same search as `list`.
-        listing = await self.catalog.list(source, benefit_ids=wanted, limit=None)
-        needle = query.strip()
-        chosen = matches_query(listing.items, listing.names, needle) if needle else listing.items
-        names = {benefit: name.name for benefit, name in listing.names.items() if name.name}
-        # Gone files are looked for in the folders of what was synced: the benefits asked for, else those
-        # a search matched, else those Polar lists. Not every folder of the record: the same folder may
-        # hold what the user bought from another seller, under another session.
-        scope = wanted or {item.benefit_id for item in (chosen if needle else listing.items)}
-        return await sync.plan(
-            self.settings.download_dir or download.default_download_dir(),
-            chosen,
-            listing.items,
-            names,
-            request_for=download_request,
-            scope=scope,
-            max_file_bytes=self.settings.max_download_size,
-            dry_run=dry_run,
-        )
+        directory = self.settings.download_dir or download.default_download_dir()
+        limit = self.settings.max_download_size
+        async with sync.planning(directory, request_for=download_request, max_file_bytes=limit) as planner:
+            # One scan of the catalog with the benefit names, the same search as `list`; the folder is
+            # read and each page's files looked for as the pages arrive, so a re-sync costs about the scan.
+            listing = await self.catalog.list(source, benefit_ids=wanted, limit=None, on_page=planner.feed)
+            needle = query.strip()
+            chosen = matches_query(listing.items, listing.names, needle) if needle else listing.items
+            names = {benefit: name.name for benefit, name in listing.names.items() if name.name}
+            # Gone files are looked for in the folders of what was synced: the benefits asked for, else those
+            # a search matched, else those Polar lists. Not every folder of the record: the same folder may
+            # hold what the user bought from another seller, under another session.
+            scope = wanted or {item.benefit_id for item in (chosen if needle else listing.items)}
+            return await planner.plan(chosen, listing.items, names, scope=scope, dry_run=dry_run)
 
     async def check(self) -> Health:
         """Whether Polar answers and the session in use is accepted, and until when."""
@@ -485,12 +480,19 @@ def _usable(item: Downloadable) -> Downloadable:
     return item
 
 
-def download_request(item: Downloadable) -> DownloadRequest:
-    """What to fetch for a listing item: its current link, headers, name, size, checksum and versions."""
+@functools.cache
+def _download_request_type() -> type[DownloadRequest]:
+    # Imported on first use (a start that never downloads does not load the engine), and then only
+    # once: a sync asks for one request per file of the library.
     from polar_mcp.download import DownloadRequest
 
+    return DownloadRequest
+
+
+def download_request(item: Downloadable) -> DownloadRequest:
+    """What to fetch for a listing item: its current link, headers, name, size, checksum and versions."""
     modified = item.file.last_modified_at
-    return DownloadRequest(
+    return _download_request_type()(
         url=item.file.download.url,
         headers=dict(item.file.download.headers),
         name=item.file.name,

@@ -55,6 +55,9 @@ _RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
     | {f"{kind}{n}" for kind in ("COM", "LPT") for n in [*"123456789", "¹", "²", "³"]}
 )
+# Words of ASCII letters, digits and punctuation no OS minds, one space or dot between two words.
+_PLAIN_WORD = r"[A-Za-z0-9_\-+,;=@#$%&'()\[\]{}~!^`]+"
+_PLAIN_NAME = re.compile(rf"{_PLAIN_WORD}(?:[ .]{_PLAIN_WORD})*")
 _COMPOUND_EXTENSIONS = (".tar.gz", ".tar.bz2", ".tar.xz", ".tar.zst")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
 # An S3-style error body is a few hundred bytes; more is not read, and its text is never shown.
@@ -130,6 +133,18 @@ class _RetryableError(Exception):
 
 def safe_file_name(untrusted: str) -> str:
     """A file name that is safe on every OS: one plain component, no tricks, at most 200 bytes."""
+    # Most names are plain ASCII words with single spaces or dots between them, which every step
+    # below leaves as they are: a re-sync asks this once per file of the library.
+    if (
+        len(untrusted) <= NAME_LIMIT_BYTES
+        and _PLAIN_NAME.fullmatch(untrusted)
+        and untrusted.split(".", 1)[0].upper() not in _RESERVED
+    ):
+        return untrusted
+    return _made_safe(untrusted)
+
+
+def _made_safe(untrusted: str) -> str:
     text = unicodedata.normalize("NFC", untrusted)
     # Cleaning never lengthens text, so this limit never truncates with an ellipsis.
     text = clean_text(text, max(len(text), 1))
@@ -328,15 +343,23 @@ def _parent(relative: str) -> str:
 
 
 def find_saved(
-    record: DownloadRecord, reads: RecordReads, root: Path, folder: str, name: str, request: DownloadRequest
+    record: DownloadRecord,
+    reads: RecordReads,
+    root: Path,
+    folder: str,
+    name: str,
+    request: DownloadRequest,
+    *,
+    lstat: Callable[[str], os.stat_result] = os.lstat,
 ) -> Found:
     """`download_file`'s look for a copy of `request`, saved as `name` (its safe name), in `root/folder`,
     without fetching anything.
 
     `reads` answers the record's questions (a snapshot of it for a whole sync); changes go to `record`.
+    `lstat` is how a path is looked at (a sync passes the looks it took while the catalog was scanned).
     Blocks: call it from a worker thread.
     """
-    return _look(record, reads, root, folder, name, request, False)
+    return _look(record, reads, root, folder, name, request, False, lstat)
 
 
 def _look(
@@ -347,6 +370,7 @@ def _look(
     name: str,
     request: DownloadRequest,
     overwrite: bool,
+    lstat: Callable[[str], os.stat_result] = os.lstat,
 ) -> Found:
     """A file in `root/folder` that is the one requested: under its name, or where polar-mcp saved it
     before in that folder; else the older copy it may replace.
@@ -360,7 +384,7 @@ def _look(
         # Plain strings, not Paths, in this loop: a re-sync runs it once per file of the library.
         path = os.path.join(root, relative)
         try:
-            info = os.lstat(path)
+            info = lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             if reads.at(relative) is not None:
                 record.forget(relative)
@@ -374,10 +398,10 @@ def _look(
                 older = relative
             continue
         digest, by = judged
-        # Adopts a file that was there before the record, and spares the next look a re-hash.
-        fresh = _entry(relative, request, info, digest)
-        if fresh != entry:
-            record.put(fresh)
+        # Adopts a file that was there before the record, and spares the next look a re-hash. (Compared
+        # field by field rather than as a new entry: a re-sync asks this once per file of the library.)
+        if not _records(entry, request, info, digest):
+            record.put(_entry(relative, request, info, digest))
         logger.info("%s is already downloaded", relative)
         identical = SavedFile(
             path=Path(path),
@@ -451,6 +475,15 @@ def _same_version(entry: SavedEntry, request: DownloadRequest) -> bool:
         request.last_modified,
         request.storage_version,
         request.size_bytes,
+    )
+
+
+def _records(entry: SavedEntry | None, request: DownloadRequest, info: os.stat_result, digest: str) -> bool:
+    """Whether `entry` already says what `_entry` would record for this file at its path."""
+    return (
+        entry is not None
+        and _same_version(entry, request)
+        and (entry.size, entry.mtime_ns, entry.sha256) == (info.st_size, info.st_mtime_ns, digest)
     )
 
 

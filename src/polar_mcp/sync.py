@@ -14,10 +14,11 @@ fetched concurrently, each through `download.download_file`, so every rule of a 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import stat
-from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Generator, Mapping, Sequence
+from contextlib import asynccontextmanager, closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -104,6 +105,172 @@ class Outcome:
 RequestFor = Callable[[Downloadable], DownloadRequest]
 
 
+@dataclass(frozen=True)
+class _FolderRead:
+    """What a sync reads of the download folder before it knows what Polar lists."""
+
+    root: Path
+    record: DownloadRecord
+    snapshot: Snapshot
+    folders: Mapping[str, str]
+    """The sub-folder the record keeps for a benefit, for each that exists as a real folder."""
+    looks: Mapping[str, os.stat_result | None]
+    """`os.lstat` of each recorded path (as a string under `root`); None where nothing is there."""
+
+    def lstat(self, path: str) -> os.stat_result:
+        """`os.lstat`, answered from the looks taken ahead where there is one."""
+        if path not in self.looks:
+            return os.lstat(path)
+        info = self.looks[path]
+        if info is None:
+            raise FileNotFoundError(path)
+        return info
+
+
+def _read_ahead(directory: Path) -> _FolderRead | None:
+    """Read the folder's record and look at its files, creating nothing. None when there is nothing to
+    read yet or it cannot be read: the plan then reads the folder itself and says what is wrong."""
+    try:
+        root = directory.expanduser().resolve()
+        if not _is_folder(root):
+            return None
+    except (OSError, RuntimeError):
+        return None
+    record = DownloadRecord(root)
+    try:
+        snapshot = record.snapshot()
+        folders = {b: folder for b, folder in record.folders().items() if _is_folder(root / folder)}
+        looks: dict[str, os.stat_result | None] = {}
+        for entry in snapshot.entries:
+            path = os.path.join(root, entry.path)
+            try:
+                looks[path] = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                looks[path] = None
+    except (OSError, RecordError):
+        record.close()
+        return None
+    except BaseException:
+        record.close()
+        raise
+    return _FolderRead(root, record, snapshot, folders, looks)
+
+
+@dataclass(frozen=True)
+class _Looked:
+    """What the plan found for one listed item in its benefit's folder (see `_examine`)."""
+
+    folder: str
+    name: str
+    present: SavedFile | None
+    failure: str | None
+
+
+class Planner:
+    """Plans a sync while the catalog is scanned, so that a re-sync of an unchanged library costs about
+    the scan: the folder's record is read, and each listed file looked for in its benefit's folder, as
+    the pages arrive (`feed`); `plan` then decides only what is left. Open it with `planning`.
+
+    Looking ahead is only a head start: anything it could not do (a benefit without a folder yet, a
+    folder that cannot be read) the plan does itself, as `plan()` would.
+    """
+
+    def __init__(self, directory: Path, request_for: RequestFor, max_file_bytes: int | None) -> None:
+        self._directory = directory
+        self._request_for = request_for
+        self._max_file_bytes = max_file_bytes
+        self._read: _FolderRead | None = None
+        # By item object: the plan reuses a look only for the very item it was taken for.
+        self._looked: dict[int, tuple[Downloadable, _Looked]] = {}
+        self._pages, self._arrived = anyio.create_memory_object_stream[Sequence[Downloadable]](math.inf)
+        self._done = anyio.Event()
+
+    def feed(self, items: Sequence[Downloadable]) -> None:
+        """A page of the listing has arrived: look for its files while the next pages are fetched."""
+        with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._pages.send_nowait(items)
+
+    async def plan(
+        self,
+        chosen: Sequence[Downloadable],
+        listed: Sequence[Downloadable],
+        names: Mapping[str, str],
+        *,
+        scope: Collection[str],
+        dry_run: bool = False,
+    ) -> Plan:
+        """`plan()` of the listing the pages were fed from, with the looks taken meanwhile."""
+        self._pages.close()
+        await self._done.wait()
+        read, looked = self._read, self._looked
+        return await anyio.to_thread.run_sync(
+            _plan,
+            self._directory,
+            chosen,
+            listed,
+            names,
+            self._request_for,
+            scope,
+            self._max_file_bytes,
+            dry_run,
+            read,
+            {key: found for key, (_, found) in looked.items()},
+        )
+
+    async def _look_ahead(self) -> None:
+        try:
+            self._read = await anyio.to_thread.run_sync(_read_ahead, self._directory)
+            async with self._arrived:
+                async for items in self._arrived:
+                    if self._read is not None:
+                        await anyio.to_thread.run_sync(self._look_at, self._read, items)
+        finally:
+            self._done.set()
+
+    def _look_at(self, read: _FolderRead, items: Sequence[Downloadable]) -> None:
+        try:
+            for item in items:
+                folder = read.folders.get(item.benefit_id)
+                if folder is not None:
+                    found = _examine(
+                        read.record,
+                        read.snapshot,
+                        read.root,
+                        folder,
+                        True,
+                        item,
+                        self._request_for,
+                        self._max_file_bytes,
+                        read.lstat,
+                    )
+                    self._looked[id(item)] = (item, found)
+        except (OSError, RecordError):
+            # The plan looks again and reports it in its own words.
+            self._read = None
+            self._looked.clear()
+
+    def _close(self) -> None:
+        if self._read is not None:
+            self._read.record.close()
+
+
+@asynccontextmanager
+async def planning(directory: Path, *, request_for: RequestFor, max_file_bytes: int | None) -> AsyncGenerator[Planner]:
+    """A `Planner` for `directory`, looking ahead until its `plan` is called or the block ends."""
+    planner = Planner(directory, request_for, max_file_bytes)
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(planner._look_ahead)  # pyright: ignore[reportPrivateUsage]
+            try:
+                yield planner
+            finally:
+                planner._pages.close()  # pyright: ignore[reportPrivateUsage]
+    except ExceptionGroup as failures:
+        raise _first(failures) from None
+    finally:
+        planner._close()  # pyright: ignore[reportPrivateUsage]
+
+
 async def plan(
     directory: Path,
     chosen: Sequence[Downloadable],
@@ -121,8 +288,9 @@ async def plan(
     `names` the benefit names known, `scope` the benefits synced, whose folders are checked for gone
     files. A dry run creates no folder and keeps no folder choice.
     """
+    nothing_looked: dict[int, _Looked] = {}
     return await anyio.to_thread.run_sync(
-        _plan, directory, chosen, listed, names, request_for, scope, max_file_bytes, dry_run
+        _plan, directory, chosen, listed, names, request_for, scope, max_file_bytes, dry_run, None, nothing_looked
     )
 
 
@@ -135,34 +303,57 @@ def _plan(
     scope: Collection[str],
     max_file_bytes: int | None,
     dry_run: bool,
+    read: _FolderRead | None,
+    looked: Mapping[int, _Looked],
 ) -> Plan:
     root = directory.expanduser().resolve() if dry_run else prepare_directory(directory)
-    with _folder_errors(root), closing(DownloadRecord(root)) as record:
+    if read is not None and read.root != root:
+        read, looked = None, {}
+    with _folder_errors(root), closing(read.record if read else DownloadRecord(root)) as record:
         benefits = list(dict.fromkeys(item.benefit_id for item in chosen))
         folders = _folders(record, root, benefits, names, keep=not dry_run)
-        snapshot = record.snapshot()
+        snapshot = read.snapshot if read else record.snapshot()
+        lstat = read.lstat if read else os.lstat
         # Once per benefit, not per file: a re-sync of a big library is mostly this loop.
         shown = {b: clean_text(names.get(b) or b, 60) for b in benefits}
         existing = {b: _is_folder(root / folders[b]) for b in benefits}
         files: list[Planned] = []
         for item in chosen:
             folder, benefit = folders[item.benefit_id], shown[item.benefit_id]
-            request = request_for(item)
-            name = safe_file_name(request.name)
-            try:
-                check_size(name, request.size_bytes, max_file_bytes)
-            except DownloadError as error:
-                files.append(Planned(item, benefit, folder, name, failure=error.message))
-                continue
-            found = find_saved(record, snapshot, root, folder, name, request) if existing[item.benefit_id] else None
-            if found is not None and found.identical is not None:
-                files.append(Planned(item, benefit, folder, name, present=found.identical))
-            elif not item.file.download.url:
-                files.append(Planned(item, benefit, folder, name, failure="Polar sent no usable link for this file."))
-            else:
-                files.append(Planned(item, benefit, folder, name))
+            found = looked.get(id(item))
+            if found is None or found.folder != folder or not existing[item.benefit_id]:
+                found = _examine(
+                    record, snapshot, root, folder, existing[item.benefit_id], item, request_for, max_file_bytes, lstat
+                )
+            files.append(Planned(item, benefit, folder, found.name, present=found.present, failure=found.failure))
         gone = _gone(root, snapshot, {b: folders[b] for b in scope if b in folders}, listed)
     return Plan(root, files, gone)
+
+
+def _examine(
+    record: DownloadRecord,
+    snapshot: Snapshot,
+    root: Path,
+    folder: str,
+    folder_exists: bool,
+    item: Downloadable,
+    request_for: RequestFor,
+    max_file_bytes: int | None,
+    lstat: Callable[[str], os.stat_result],
+) -> _Looked:
+    """One listed item against `root/folder`: its safe name, and whether it is already there or cannot be fetched."""
+    request = request_for(item)
+    name = safe_file_name(request.name)
+    try:
+        check_size(name, request.size_bytes, max_file_bytes)
+    except DownloadError as error:
+        return _Looked(folder, name, None, error.message)
+    found = find_saved(record, snapshot, root, folder, name, request, lstat=lstat) if folder_exists else None
+    if found is not None and found.identical is not None:
+        return _Looked(folder, name, found.identical, None)
+    if not item.file.download.url:
+        return _Looked(folder, name, None, "Polar sent no usable link for this file.")
+    return _Looked(folder, name, None, None)
 
 
 def _folders(

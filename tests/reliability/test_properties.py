@@ -675,3 +675,21 @@ def test_hostile_ids_never_forge_lines_in_the_candidates_of_an_ambiguous_name(tm
             assert not s.control_characters(text)
 
         check()
+
+
+# A plain name takes a shortcut through safe_file_name: it must answer what the full cleaning would.
+_NAMEISH = st.lists(
+    st.sampled_from([*"abcXYZ019 .-_()[]{}'!~+,;=@#$%&^`:<>|?*/\\\"", "CON", "lpt1", "nul", "é", "\u202e"]),
+    max_size=20,
+).map("".join)
+
+
+@given(name=st.one_of(_NAMEISH, st.text(max_size=40), st.text(alphabet="ab. ", min_size=190, max_size=220)))
+@example(name="CON .txt")
+@example(name="Con.tar.gz")
+@example(name="a" * 201)
+@settings(max_examples=400, deadline=None)
+def test_a_plain_names_shortcut_answers_what_the_full_cleaning_does(name: str) -> None:
+    from polar_mcp.download import _made_safe, safe_file_name  # pyright: ignore[reportPrivateUsage]
+
+    assert safe_file_name(name) == _made_safe(name)

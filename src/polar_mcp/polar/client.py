@@ -54,6 +54,8 @@ M = TypeVar("M", bound=BaseModel)
 HttpClientSource = httpx2.AsyncClient | Callable[[], httpx2.AsyncClient]
 """A client, or a factory called on first use (the lifespan owns and closes what it makes)."""
 T = TypeVar("T")
+PageHook = Callable[[Sequence[Downloadable]], None]
+"""Called with each page of a whole-catalog scan as it arrives."""
 
 
 @dataclass(frozen=True)
@@ -154,12 +156,17 @@ class PolarClient:
         return result
 
     async def list_all_downloadables(
-        self, source: TokenSource, *, benefit_ids: Sequence[str] = ()
+        self, source: TokenSource, *, benefit_ids: Sequence[str] = (), on_page: PageHook | None = None
     ) -> list[Downloadable]:
-        """The whole catalog: page 1 tells `max_page`, the rest are fetched concurrently, in order."""
+        """The whole catalog: page 1 tells `max_page`, the rest are fetched concurrently, in order.
+
+        `on_page` sees each page's items as that page arrives, before the others are in.
+        """
 
         async def page(number: int) -> tuple[list[Downloadable], int]:
             result = await self.list_downloadables(source, page=number, limit=MAX_PAGE_SIZE, benefit_ids=benefit_ids)
+            if on_page is not None:
+                on_page(result.items)
             return list(result.items), result.pagination.max_page
 
         # Pages are fetched at slightly different moments: an item can shift across a page boundary.

@@ -43,7 +43,8 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Built on first validation, not at import: a cold start to tools/list validates no answer.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class DownloadURL(_Lenient):

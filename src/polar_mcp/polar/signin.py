@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from polar_mcp.polar.client import INTROSPECT_PATH, PolarClient, RetryPolicy, parse_json
 from polar_mcp.polar.errors import (
@@ -132,24 +132,28 @@ class SignInChangedError(SignInError):
         )
 
 
-# Answers.
+# Answers. Built on first validation, not at import: most starts never sign in.
 
 
-class Organization(BaseModel):
+class _Answer(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+
+class Organization(_Answer):
     id: str
     name: str
     slug: str
 
 
-class _PortalOrganization(BaseModel):
+class _PortalOrganization(_Answer):
     organization: Organization
 
 
-class _Authenticated(BaseModel):
+class _Authenticated(_Answer):
     token: SecretStr
 
 
-class PortalUser(BaseModel):
+class PortalUser(_Answer):
     """`GET /v1/customer-portal/customer-session/user`: who a session belongs to."""
 
     type: str | None = None
