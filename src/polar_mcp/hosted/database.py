@@ -126,6 +126,23 @@ def explain(error: BaseException, url: sa.URL) -> DatabaseError:
     return DatabaseError(f"{VARIABLE}: cannot use {where(url)} ({type(chain[-1]).__name__})")
 
 
+def local_reader(engine: AsyncEngine) -> sa.Engine | None:
+    """For a SQLite file, a plain (blocking) engine on the same file, for reads made in a worker thread.
+
+    Through the async driver a one-row read is five trips to its connection thread and back, about
+    0.7 ms; the same read made whole in one worker thread takes about 0.2 ms. WAL mode shows it every
+    committed write of the other engine. None for PostgreSQL and for an in-memory database.
+    """
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    pool = engine.sync_engine.pool
+    size = pool.size() if isinstance(pool, sa.QueuePool) else DEFAULT_POOL_SIZE
+    local = sa.create_engine(url.set(drivername="sqlite"), pool_size=size, max_overflow=0, pool_reset_on_return=None)
+    event.listen(local, "connect", _sqlite_connect)
+    return local
+
+
 @asynccontextmanager
 async def migration_transaction(engine: AsyncEngine) -> AsyncGenerator[AsyncConnection]:
     """A transaction that only one process at a time holds: replicas starting together migrate in turn,

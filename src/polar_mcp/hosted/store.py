@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import anyio
+import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,6 +30,7 @@ from polar_mcp.hosted.database import (
     DatabaseError,
     async_url,
     explain,
+    local_reader,
     migration_transaction,
     open_engine,
 )
@@ -194,6 +197,7 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._local = local_reader(engine)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Store:
@@ -212,11 +216,33 @@ class Store:
 
     async def close(self) -> None:
         await self._engine.dispose()
+        if self._local is not None:
+            await anyio.to_thread.run_sync(self._local.dispose)
 
     @asynccontextmanager
     async def _begin(self) -> AsyncGenerator[AsyncConnection]:
         async with self._engine.begin() as connection:
             yield connection
+
+    async def _first(self, statement: sa.Executable, parameters: dict[str, Any]) -> sa.Row[Any] | None:
+        """The first row of one read, the cheapest way the database allows: it needs no transaction.
+
+        On PostgreSQL, autocommit saves the BEGIN and COMMIT round trips (asyncpg's autocommit is a flag
+        on the connection, set without a round trip). A SQLite file is read whole in one worker thread
+        (`database.local_reader`); an in-memory one through its only engine.
+        """
+        local = self._local
+        if local is not None:
+
+            def read() -> sa.Row[Any] | None:
+                with local.connect() as db:
+                    return db.execute(statement, parameters).first()
+
+            return await anyio.to_thread.run_sync(read)
+        async with self._engine.connect() as connection:
+            if self._engine.dialect.name == "postgresql":
+                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return (await connection.execute(statement, parameters)).first()
 
     async def migrate(self) -> None:
         async with migration_transaction(self._engine) as db:
@@ -407,25 +433,7 @@ class Store:
 
     async def token(self, token_hash: str) -> TokenRow | None:
         """A token with its family, whatever their state (the caller judges expiry and reuse)."""
-        query = (
-            sa.select(
-                tokens.c.kind,
-                tokens.c.expires_at.label("token_expires_at"),
-                tokens.c.used,
-                families.c.family_id,
-                families.c.client_id,
-                families.c.customer_id,
-                families.c.member_id,
-                families.c.resource,
-                families.c.scopes,
-                families.c.expires_at.label("family_expires_at"),
-                families.c.revoked,
-            )
-            .join(families, families.c.family_id == tokens.c.family_id)
-            .where(tokens.c.token_hash == token_hash)
-        )
-        async with self._begin() as db:
-            row = (await db.execute(query)).first()
+        row = await self._first(_TOKEN_WITH_FAMILY, {"token_hash": token_hash})
         if row is None:
             return None
         family = Family(
@@ -571,6 +579,26 @@ class Store:
                 for row in (await db.execute(sa.select(table))).all():
                     values.extend(str(value) for value in row)
         return values
+
+
+# Built once: the token check runs on every call of a signed-in buyer.
+_TOKEN_WITH_FAMILY = (
+    sa.select(
+        tokens.c.kind,
+        tokens.c.expires_at.label("token_expires_at"),
+        tokens.c.used,
+        families.c.family_id,
+        families.c.client_id,
+        families.c.customer_id,
+        families.c.member_id,
+        families.c.resource,
+        families.c.scopes,
+        families.c.expires_at.label("family_expires_at"),
+        families.c.revoked,
+    )
+    .join(families, families.c.family_id == tokens.c.family_id)
+    .where(tokens.c.token_hash == sa.bindparam("token_hash"))
+)
 
 
 def _create(sync: sa.Connection, tables: tuple[sa.Table, ...]) -> None:
