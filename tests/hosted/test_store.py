@@ -95,3 +95,44 @@ async def test_a_fixed_window_counts_up_to_its_limit_then_opens_again(tmp_path: 
         await store.close()
 
     assert hits == [True, True, False, False, True]
+
+
+def _family(family_id: str) -> Family:
+    return Family(
+        family_id=family_id,
+        client_id="client-1",
+        customer_id="customer-1",
+        member_id=None,
+        resource="https://mcp.example/mcp",
+        scopes=["files"],
+        expires_at=NOW + 3600,
+        revoked=False,
+    )
+
+
+async def test_the_token_check_sees_a_revocation_by_another_replica_at_once(tmp_path: Path) -> None:
+    # A SQLite file's token check reads through its own blocking engine in a worker thread: what another
+    # replica's store commits to the same file (here: a revocation) is seen by the very next check.
+    url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    store, other = await Store.open(url), await Store.open(url)
+    try:
+        assert store._local is not None  # pyright: ignore[reportPrivateUsage]
+        await other.add_client("client-1", "{}", ["https://app.example/cb"], NOW)
+        await other.add_family(_family("family-1"), NOW)
+        await other.add_token("hash-1", "access", "family-1", NOW + 3600)
+        assert await store.token("no-such-hash") is None
+
+        seen = await store.token("hash-1")
+        assert seen is not None
+        assert (seen.kind, seen.family.revoked, seen.family.scopes, seen.expires_at) == (
+            "access",
+            False,
+            ["files"],
+            NOW + 3600,
+        )
+
+        await other.revoke_family("family-1")
+        assert await store.token("hash-1") is None
+    finally:
+        await other.close()
+        await store.close()

@@ -23,6 +23,7 @@ from polar_mcp.config import load_settings
 from polar_mcp.core import Core, download_request, open_core
 from polar_mcp.download_failures import DiskFullError, NotEnoughSpaceError, SyncTooLargeError
 from polar_mcp.download_record import RECORD_NAME, DownloadRecord
+from polar_mcp.polar.errors import AuthenticationError
 from polar_mcp.polar.models import Downloadable
 from tests.helpers.clock import NOW, FakeTime
 from tests.helpers.polar import (
@@ -34,6 +35,7 @@ from tests.helpers.polar import (
     DOWNLOADABLES_PATH,
     FakePolar,
     downloadable,
+    invalid_token,
     link_path,
     session,
 )
@@ -460,3 +462,71 @@ async def test_a_session_used_for_the_listing_is_the_callers(tmp_path: Path) -> 
 
     sent = {("/signed-" in r.url.path, r.headers.get("Authorization")) for r in fake.requests}
     assert sent == {(False, f"Bearer {CUSTOMER_TOKEN}"), (True, None)}
+
+
+async def test_planning_during_the_scan_decides_what_a_plan_after_it_decides(tmp_path: Path) -> None:
+    # Three pages of files (the catalog is read 100 at a time), looked for as each page arrives; then
+    # the folder is changed in every way a plan tells apart. The sync's plan (made with the looks taken
+    # during the scan) must be the one the plain planner makes of the same listing afterwards.
+    fake = library((BENEFIT_A, range(1, 231)))
+    async with core_for(fake, tmp_path) as core:
+        await core.sync(core.configured)
+    folder = tmp_path / "Rust Ebook Bundle"
+    (folder / "file-3.pdf").write_bytes(b"edited by the user")
+    (folder / "file-4.pdf").unlink()
+    os.utime(folder / "file-5.pdf", ns=(1, 1))  # touched: same bytes, another time
+    fake.serve_file(downloadable(231, benefit_id=BENEFIT_B, content=body(231)), body(231))  # a new benefit
+    fake.items[6]["file"]["version"] = "2"  # a new version upstream, with the same bytes: adopted, not fetched
+    fake.requests.clear()
+
+    async with core_for(fake, tmp_path) as core:
+        during = await core.plan_sync(core.configured)
+        listing = await core.catalog.list(core.configured, limit=None)
+    names = {benefit: name.name for benefit, name in listing.names.items() if name.name}
+    after = present.sync_plan(
+        await sync.plan(
+            tmp_path,
+            listing.items,
+            listing.items,
+            names,
+            request_for=download_request,
+            scope={item.benefit_id for item in listing.items},
+            max_file_bytes=None,
+            dry_run=True,
+        )
+    )
+
+    assert during == after
+    statuses = {file.name: file.status for file in during.files}
+    expected = {3: "to_fetch", 4: "to_fetch", 5: "present", 7: "present", 231: "to_fetch"}
+    assert {n: statuses[f"file-{n}.pdf"] for n in expected} == expected
+    assert during.counts.present == 228
+    assert link_hits(fake) == {}
+
+
+@pytest.mark.parametrize("synced_before", [False, True])
+async def test_a_scan_that_fails_midway_leaves_the_download_folder_as_it_was(
+    tmp_path: Path, synced_before: bool
+) -> None:
+    # The folder is read, and page 1's files looked for, while page 2 is fetched; page 2 is refused.
+    fake = library((BENEFIT_A, range(1, 151)))
+    target = tmp_path / "library"
+    if synced_before:
+        async with core_for(fake, target) as core:
+            await core.sync(core.configured)
+    before = on_disk(target) if target.exists() else None
+    record = (target / RECORD_NAME).read_bytes() if synced_before else None
+    fake.script = lambda request: invalid_token() if request.url.params.get("page") == "2" else None
+    fake.requests.clear()
+
+    async with core_for(fake, target) as core:
+        with pytest.raises(AuthenticationError):
+            await core.sync(core.configured)
+
+    assert sorted(q for q in fake.listing_queries if ("page", "2") in q) != []
+    assert link_hits(fake) == {}
+    if synced_before:
+        assert on_disk(target) == before
+        assert (target / RECORD_NAME).read_bytes() == record
+    else:
+        assert not target.exists()
