@@ -693,3 +693,22 @@ def test_a_plain_names_shortcut_answers_what_the_full_cleaning_does(name: str) -
     from polar_mcp.download import _made_safe, safe_file_name  # pyright: ignore[reportPrivateUsage]
 
     assert safe_file_name(name) == _made_safe(name)
+
+
+@given(
+    link=st.one_of(
+        st.tuples(
+            st.sampled_from(["http://", "https://", "HTTP://", "ftp://", "https:/", ""]), st.text(max_size=12)
+        ).map("".join),
+        st.text(max_size=20),
+    )
+)
+@example(link="https://")
+@example(link="https://a b")
+@example(link="https://a\x7fb")
+@example(link="https://a\u202eb")
+@settings(max_examples=400, deadline=None)
+def test_an_ascii_links_shortcut_answers_what_the_link_pattern_does(link: str) -> None:
+    from polar_mcp.polar.models import _USABLE_LINK, _usable_link  # pyright: ignore[reportPrivateUsage]
+
+    assert _usable_link(link) == (link if _USABLE_LINK.fullmatch(link) else "")

@@ -41,7 +41,7 @@ from polar_mcp.double.answers import (
 )
 from polar_mcp.double.layer import FaultyApp, bearer
 from polar_mcp.double.signin import SignIn
-from polar_mcp.double.signing import LINK_TTL, BadSignatureError, ExpiredError, presign, read_link, sign_link
+from polar_mcp.double.signing import LINK_TTL, BadSignatureError, ExpiredError, presign, read_link, sign_id_link
 from polar_mcp.double.store import (
     CUSTOMER_SESSIONS_WRITE,
     CUSTOMERS_READ,
@@ -444,7 +444,7 @@ class _Api:
     def _downloadable(self, row: Listed, link_base: str, signed_at: int, drift: bool) -> dict[str, Any]:
         file = row.file
         self.store.links[row.id] = (row.grant.customer_id, row.benefit.id, file.id)
-        link = sign_link(self.store.secret, {"id": row.id}, signed_at)
+        link = sign_id_link(self.store.secret, row.id, signed_at)
         digests = file.blob.digests if file.checksums else None
         body: dict[str, Any] = {
             "id": file.id,

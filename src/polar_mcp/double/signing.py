@@ -30,9 +30,27 @@ class ExpiredError(Exception):
 
 def sign_link(secret: bytes, payload: object, timestamp: int) -> str:
     """A link token as Polar mints them: `.{compressed JSON}.{timestamp}.{signature}` (a timed signature)."""
-    body = _link_body(json.dumps(payload, separators=(",", ":")))
-    signed = f"{body}.{_b64(timestamp.to_bytes(max(1, (timestamp.bit_length() + 7) // 8), 'big'))}"
+    return _signed(secret, _link_body(json.dumps(payload, separators=(",", ":"))), timestamp)
+
+
+def sign_id_link(secret: bytes, row_id: str, timestamp: int) -> str:
+    """`sign_link(secret, {"id": row_id}, timestamp)`: a listing signs one per item of its page."""
+    return _signed(secret, _id_body(row_id), timestamp)
+
+
+def _signed(secret: bytes, body: str, timestamp: int) -> str:
+    signed = f"{body}.{_stamp(timestamp)}"
     return f"{signed}.{_mac(secret, 'link', signed)}"
+
+
+@lru_cache(maxsize=64)
+def _stamp(timestamp: int) -> str:
+    return _b64(timestamp.to_bytes(max(1, (timestamp.bit_length() + 7) // 8), "big"))
+
+
+@lru_cache(maxsize=65536)
+def _id_body(row_id: str) -> str:
+    return _link_body(json.dumps({"id": row_id}, separators=(",", ":")))
 
 
 @lru_cache(maxsize=65536)

@@ -50,11 +50,13 @@ def stable_uuid(key: str) -> str:
     return str(uuid.UUID(bytes=hashlib.sha256(key.encode()).digest()[:16], version=4))
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def isoformat(timestamp: float) -> str:
     """Epoch seconds as Polar writes datetimes (UTC, `Z`)."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def readable_size(size: int) -> str:
     """Polar's `size_readable`: 1024 steps, one decimal ("976.6 KB" for 1,000,000 bytes)."""
     value = float(size)
