@@ -116,7 +116,7 @@ def storage_expiry(params: Mapping[str, str]) -> float:
 
 
 def _mac(secret: bytes, purpose: str, message: str) -> str:
-    return _b64(hmac.new(secret, f"{purpose}:{message}".encode(), hashlib.sha256).digest())
+    return _b64(hmac.digest(secret, f"{purpose}:{message}".encode(), "sha256"))
 
 
 def _b64(data: bytes) -> str:

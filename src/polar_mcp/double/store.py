@@ -555,14 +555,18 @@ class Store:
     def downloadables(self, session: Session, benefit_ids: Iterable[str] = ()) -> Rows:
         """The downloadables listing: files of active grants, newest grant first, hidden files left out."""
         wanted = set(benefit_ids)
+        files = self.files
         rows: list[tuple[Grant, Benefit, File]] = []
         for grant in self.grants_of(session):
             benefit = self.benefits[grant.benefit_id]
             if benefit.type != "downloadables" or (wanted and benefit.id not in wanted):
                 continue
-            rows.extend(
-                (grant, benefit, file) for file in map(self.files.__getitem__, benefit.file_ids) if file.downloadable
-            )
+            # A list comprehension, not a generator: a whole-catalog scan asks for every row once per page.
+            rows += [
+                (grant, benefit, file)
+                for file in map(files.__getitem__, benefit.file_ids)
+                if file.downloadable
+            ]
         return Rows(session.customer_id, rows)
 
     # Counters -----------------------------------------------------------------------------------
