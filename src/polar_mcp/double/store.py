@@ -562,11 +562,7 @@ class Store:
             if benefit.type != "downloadables" or (wanted and benefit.id not in wanted):
                 continue
             # A list comprehension, not a generator: a whole-catalog scan asks for every row once per page.
-            rows += [
-                (grant, benefit, file)
-                for file in map(files.__getitem__, benefit.file_ids)
-                if file.downloadable
-            ]
+            rows += [(grant, benefit, file) for file in map(files.__getitem__, benefit.file_ids) if file.downloadable]
         return Rows(session.customer_id, rows)
 
     # Counters -----------------------------------------------------------------------------------
