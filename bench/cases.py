@@ -351,20 +351,17 @@ def catalog_search(
             "with the benefit grants alongside page 1. Grants are read by the SDK's HTTP client as JSON: "
             "the double's grant objects lack fields polar-sdk 1.0's models require."
         )
+        per_page = median(collected["double_cpu"]) / max(1, requests["ours"])
+        rounds = 1 + -(-(pages - 1) // ClientLimits().per_principal_concurrency)
         notes.append(
-            "What limits the ratio here is the double, not the client: it serves from one thread, about 7 ms "
-            "of CPU per 100-item page, so the 19 concurrent pages finish one after another, ~7 ms apart, after "
-            "their common 50 ms wait. polar-mcp's side is two round trips (page 1, then the rest at once); "
-            "against a server that answers pages in parallel the same search is about 3 x 50 ms plus parsing."
-        )
-        notes.append(
-            "The double serves from one thread and rebuilds every row of the catalog for each page "
-            "(Store.downloadables is O(catalog) per page), then signs 100 links: its CPU per page is "
-            "serialized, which a concurrent scan waits on and a sequential one hides behind the latency. "
-            f"Here the double spent {ms(median(collected['double_cpu']))} ms of CPU serving one polar-mcp "
-            f"search, polar-mcp {ms(median(collected['server_cpu']))} ms; with only the {pages} x "
-            f"{ms(latency):g} ms latency to wait for, a search at concurrency 10 needs about "
-            f"{ms(latency * (1 + -(-(pages - 1) // 10)))} ms."
+            "What limits the ratio here is the double, not the client: it serves from one thread, here "
+            f"{ms(median(collected['double_cpu']))} ms of CPU for one polar-mcp search (about {ms(per_page)} ms "
+            f"per 100-item page), so the {pages - 1} concurrent pages finish one after another, that far apart, "
+            f"after their common {ms(latency):g} ms wait. polar-mcp's side is {rounds} round trips (page 1 with "
+            "the grants, then the rest at once): against a server that answers pages in parallel the same search "
+            f"takes about {ms(latency * rounds)} ms plus parsing. polar-mcp's own CPU for it, "
+            f"{ms(median(collected['server_cpu']))} ms, includes its first use of the HTTP stack: each run starts "
+            "a fresh server, as a host does."
         )
     else:
         figures = {"headline": "polar-sdk not installed: comparison skipped", **figures}
