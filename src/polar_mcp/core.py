@@ -40,7 +40,6 @@ from polar_mcp.failure import Failure
 from polar_mcp.polar import signin
 from polar_mcp.polar.client import INTROSPECT_PATH, MAX_PAGE_SIZE, HttpClientSource, PolarClient
 from polar_mcp.polar.errors import PolarError
-from polar_mcp.polar.minting import CustomerRef, MintedSession
 from polar_mcp.polar.models import Downloadable
 from polar_mcp.polar.sessions import (
     BEARER_HINT,
@@ -298,7 +297,7 @@ class Core:
 
     async def check(self) -> Health:
         """Whether Polar answers and the session in use is accepted, and until when."""
-        renews = isinstance(self.configured, MintedSession)
+        renews = _mints(self.configured)
         try:
             signed_in = self.signed_in() if self.settings.mode == "none" else None
         except StoreError as failure:
@@ -609,6 +608,12 @@ async def open_core(
             await files.aclose()
 
 
+def _mints(source: TokenSource) -> bool:
+    from polar_mcp.polar.minting import MintedSession
+
+    return isinstance(source, MintedSession)
+
+
 def configured_source(settings: Settings, client: PolarClient, stored: StoredSession | None = None) -> TokenSource:
     """The token source the configuration describes, announced once in the log.
 
@@ -624,6 +629,9 @@ def configured_source(settings: Settings, client: PolarClient, stored: StoredSes
         return StaticSession(settings.customer_session, renew_hint=STATIC_RENEW_HINT)
     if settings.mode == "minted":
         assert settings.access_token is not None
+        # Imported here: a start that does not mint (most stdio hosts) does not load it.
+        from polar_mcp.polar.minting import CustomerRef, MintedSession
+
         customer = CustomerRef(
             customer_id=settings.customer_id,
             external_customer_id=settings.external_customer_id,
