@@ -30,6 +30,12 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class _OutLater(_Out):
+    # Built on first use, not at import: no tool of a start with a token configured shows these (the
+    # sign-in state, the CLI's dry run), and a cold start to tools/list should not pay for them.
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+
 class FileItem(_Out):
     """One file in a listing; `id` is what get_download_link takes."""
 
@@ -246,7 +252,7 @@ def downloaded_text(saved: DownloadedFile) -> str:
     return f"Saved {saved.name} ({size}) to {saved.path} — {check}."
 
 
-class SignInState(_Out):
+class SignInState(_OutLater):
     """Where a sign-in stands: a code on its way, or who is signed in and until when. The e-mail is
     always masked."""
 
@@ -318,7 +324,7 @@ class SyncResult(_Out):
     gone: list[str]
 
 
-class PlannedCounts(_Out):
+class PlannedCounts(_OutLater):
     """What a sync would do: files to fetch and their bytes, files present, files it cannot fetch."""
 
     to_fetch: int
@@ -327,7 +333,7 @@ class PlannedCounts(_Out):
     bytes: int
 
 
-class PlannedFile(_Out):
+class PlannedFile(_OutLater):
     """One file of a planned sync; `path` is relative to the sync's folder."""
 
     path: str
@@ -338,7 +344,7 @@ class PlannedFile(_Out):
     reason: str | None = None
 
 
-class SyncPlan(_Out):
+class SyncPlan(_OutLater):
     """What a sync would fetch, with nothing fetched."""
 
     folder: str
