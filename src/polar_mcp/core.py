@@ -282,7 +282,7 @@ class Core:
         wanted = _parse_benefit_ids(benefit_ids)
         directory = self.settings.download_dir or download.default_download_dir()
         limit = self.settings.max_download_size
-        async with sync.planning(directory, request_for=download_request, max_file_bytes=limit) as planner:
+        async with sync.Planner.open(directory, request_for=download_request, max_file_bytes=limit) as planner:
             # One scan of the catalog with the benefit names, the same search as `list`; the folder is
             # read and each page's files looked for as the pages arrive, so a re-sync costs about the scan.
             listing = await self.catalog.list(source, benefit_ids=wanted, limit=None, on_page=planner.feed)

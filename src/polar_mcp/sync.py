@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import stat
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -169,21 +170,46 @@ class _Looked:
 class Planner:
     """Plans a sync while the catalog is scanned, so that a re-sync of an unchanged library costs about
     the scan: the folder's record is read, and each listed file looked for in its benefit's folder, as
-    the pages arrive (`feed`); `plan` then decides only what is left. Open it with `planning`.
+    the pages arrive (`feed`); `plan` then decides only what is left. Open one with `Planner.open`.
 
     Looking ahead is only a head start: anything it could not do (a benefit without a folder yet, a
     folder that cannot be read) the plan does itself, as `plan()` would.
     """
+
+    _YIELD_EVERY = 25
+    """Items looked at between two moments the worker thread lets the event loop run: without them the
+    loop, with a page's answer to read, may wait for the interpreter's 5 ms switch interval."""
 
     def __init__(self, directory: Path, request_for: RequestFor, max_file_bytes: int | None) -> None:
         self._directory = directory
         self._request_for = request_for
         self._max_file_bytes = max_file_bytes
         self._read: _FolderRead | None = None
+        self._usable = True
         # By item object: the plan reuses a look only for the very item it was taken for.
         self._looked: dict[int, tuple[Downloadable, _Looked]] = {}
         self._pages, self._arrived = anyio.create_memory_object_stream[Sequence[Downloadable]](math.inf)
         self._done = anyio.Event()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, directory: Path, *, request_for: RequestFor, max_file_bytes: int | None
+    ) -> AsyncGenerator[Planner]:
+        """A planner for `directory`, looking ahead until its `plan` is called or the block ends."""
+        planner = cls(directory, request_for, max_file_bytes)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(planner._look_ahead)
+                try:
+                    yield planner
+                finally:
+                    planner._pages.close()
+        except ExceptionGroup as failures:
+            raise _first(failures) from None
+        finally:
+            if planner._read is not None:
+                planner._read.record.close()
 
     def feed(self, items: Sequence[Downloadable]) -> None:
         """A page of the listing has arrived: look for its files while the next pages are fetched."""
@@ -202,7 +228,8 @@ class Planner:
         """`plan()` of the listing the pages were fed from, with the looks taken meanwhile."""
         self._pages.close()
         await self._done.wait()
-        read, looked = self._read, self._looked
+        read = self._read if self._usable else None
+        looked = {key: found for key, (_, found) in self._looked.items()} if read is not None else {}
         return await anyio.to_thread.run_sync(
             _plan,
             self._directory,
@@ -214,7 +241,7 @@ class Planner:
             self._max_file_bytes,
             dry_run,
             read,
-            {key: found for key, (_, found) in looked.items()},
+            looked,
         )
 
     async def _look_ahead(self) -> None:
@@ -222,14 +249,23 @@ class Planner:
             self._read = await anyio.to_thread.run_sync(_read_ahead, self._directory)
             async with self._arrived:
                 async for items in self._arrived:
-                    if self._read is not None:
-                        await anyio.to_thread.run_sync(self._look_at, self._read, items)
+                    # Pages that arrived meanwhile are looked at in the same trip to a worker thread.
+                    batch = [*items, *self._waiting_pages()]
+                    if self._read is not None and self._usable:
+                        await anyio.to_thread.run_sync(self._look_at, self._read, batch)
         finally:
             self._done.set()
 
+    def _waiting_pages(self) -> Generator[Downloadable]:
+        while True:
+            try:
+                yield from self._arrived.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return
+
     def _look_at(self, read: _FolderRead, items: Sequence[Downloadable]) -> None:
         try:
-            for item in items:
+            for index, item in enumerate(items, start=1):
                 folder = read.folders.get(item.benefit_id)
                 if folder is not None:
                     found = _examine(
@@ -244,31 +280,11 @@ class Planner:
                         read.lstat,
                     )
                     self._looked[id(item)] = (item, found)
+                if index % self._YIELD_EVERY == 0:
+                    time.sleep(0)
         except (OSError, RecordError):
-            # The plan looks again and reports it in its own words.
-            self._read = None
-            self._looked.clear()
-
-    def _close(self) -> None:
-        if self._read is not None:
-            self._read.record.close()
-
-
-@asynccontextmanager
-async def planning(directory: Path, *, request_for: RequestFor, max_file_bytes: int | None) -> AsyncGenerator[Planner]:
-    """A `Planner` for `directory`, looking ahead until its `plan` is called or the block ends."""
-    planner = Planner(directory, request_for, max_file_bytes)
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(planner._look_ahead)  # pyright: ignore[reportPrivateUsage]
-            try:
-                yield planner
-            finally:
-                planner._pages.close()  # pyright: ignore[reportPrivateUsage]
-    except ExceptionGroup as failures:
-        raise _first(failures) from None
-    finally:
-        planner._close()  # pyright: ignore[reportPrivateUsage]
+            # The plan looks again, with a record of its own, and reports it in its own words.
+            self._usable = False
 
 
 async def plan(
