@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx2
 import pytest
@@ -390,3 +391,39 @@ async def test_unknown_routes_answer_fastapi_404(client: httpx2.AsyncClient, ada
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Not Found"}
+
+
+async def test_the_listing_written_from_cached_json_is_what_the_item_dicts_would_give(
+    store: Store, client: httpx2.AsyncClient, ada_token: str
+) -> None:
+    # The listing writes each item from JSON cached per file (only the link and its expiry change);
+    # the drift fault still builds dicts. Both must say the same, also after a file changes.
+    from polar_mcp.double.app import _Api  # pyright: ignore[reportPrivateUsage]
+
+    api = _Api(store, "http://storage.test")
+
+    async def both() -> tuple[list[Any], list[Any]]:
+        response = await client.get(LIST, params={"limit": 100}, headers=bearer(ada_token))
+        assert response.status_code == 200
+        listed: list[Any] = response.json()["items"]
+        base = f"{str(client.base_url).rstrip('/')}{LIST}"
+        session = store.live_session(ada_token)
+        assert session is not None
+        rows = store.downloadables(session)
+        signed_at = int(store.now())
+        built = [
+            api._downloadable(row, base, signed_at, drift=False)  # pyright: ignore[reportPrivateUsage]
+            for row in rows[: len(listed)]
+        ]
+        return listed, built
+
+    listed, built = await both()
+    assert listed == built
+    assert len(listed) == len(ADA_FILES)
+
+    changed = store.files[listed[0]["file"]["id"]]
+    changed.name = 'renamed "quoted" \u00e9\u202e.pdf'
+    changed.version = "7"
+    listed, built = await both()
+    assert listed == built
+    assert listed[0]["file"]["name"] == 'renamed "quoted" \u00e9\u202e.pdf'

@@ -5,6 +5,7 @@ File contents are served by another origin (`storage.py`), as Polar's links redi
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -63,6 +64,47 @@ DEFAULT_POLAR_VERSION = "2026-04"
 POLAR_VERSIONS = frozenset({DEFAULT_POLAR_VERSION, "2026-10"})
 
 _LINK_PREFIX = "/v1/customer-portal/downloadables/"
+
+
+def _json(value: object) -> str:
+    """JSON text exactly as Starlette's JSONResponse writes it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _item_json_around_link(
+    row_id: str,
+    benefit_id: str,
+    file_id: str,
+    organization_id: str,
+    name: str,
+    key: str,
+    mime_type: str,
+    size: int,
+    storage_version: str,
+    etag: str | None,
+    sha256_base64: str | None,
+    sha256_hex: str | None,
+    last_modified_at: str,
+    version: str | None,
+) -> tuple[str, str]:
+    """A listing item's JSON before its link and after the download object: only the link and its
+    expiry change from one listing to the next."""
+    head = (
+        f'{{"id":{_json(row_id)},"benefit_id":{_json(benefit_id)},"file":{{"id":{_json(file_id)},'
+        f'"organization_id":{_json(organization_id)},"name":{_json(name)},"path":{_json(key)},'
+        f'"mime_type":{_json(mime_type)},"size":{_json(size)},"storage_version":{_json(storage_version)},'
+        f'"checksum_etag":{_json(etag)},"checksum_sha256_base64":{_json(sha256_base64)},'
+        f'"checksum_sha256_hex":{_json(sha256_hex)},"last_modified_at":{_json(last_modified_at)},'
+        '"download":{"url":'
+    )
+    tail = (
+        f',"version":{_json(version)},"is_uploaded":true,"service":"downloadable",'
+        f'"size_readable":{_json(readable_size(size))}}}}}'
+    )
+    return head, tail
+
+
 _ADMIN_PREFIX = "/__double__/"
 _SESSION_PREFIXES = ("polar_cst_", "polar_mst_")
 # Token kinds Polar recognises but refuses on the customer portal: they answer a plain 401, while a
@@ -210,12 +252,18 @@ class _Api:
         # Every link of one answer is signed at the same moment, as Polar mints them in one go.
         signed_at = int(self.store.now())
         link_base = f"{request.base_url}{_LINK_PREFIX.lstrip('/')}"
+        if not drift:
+            # Written from each item's cached JSON around its new link: a whole-catalog scan asks for
+            # every page at once, and this loop, not the client under test, would be what it waits on.
+            expires = _json(isoformat(signed_at + LINK_TTL))
+            written = ",".join(self._downloadable_json(row, link_base, signed_at, expires) for row in items)
+            body = f'{{"items":[{written}],"pagination":{_json(pagination)}}}'
+            return Response(body.encode("utf-8"), media_type="application/json")
         payload: dict[str, Any] = {
             "items": [self._downloadable(row, link_base, signed_at, drift) for row in items],
             "pagination": pagination,
+            "meta": {"api_version": "2026-10"},
         }
-        if drift:
-            payload["meta"] = {"api_version": "2026-10"}
         return JSONResponse(payload)
 
     async def follow_link(self, request: Request) -> Response:
@@ -440,6 +488,30 @@ class _Api:
         if not found:
             raise Reject(polar_validation_error(field, "Member does not exist for this customer.", value))
         return found[0]
+
+    def _downloadable_json(self, row: Listed, link_base: str, signed_at: int, expires: str) -> str:
+        """`_downloadable` without drift, as JSON text: the same keys in the same order."""
+        file = row.file
+        self.store.links[row.id] = (row.grant.customer_id, row.benefit.id, file.id)
+        link = sign_id_link(self.store.secret, row.id, signed_at)
+        digests = file.blob.digests if file.checksums else None
+        head, tail = _item_json_around_link(
+            row.id,
+            row.benefit.id,
+            file.id,
+            file.organization_id,
+            file.name,
+            file.key,
+            file.mime_type,
+            file.size,
+            file.storage_version,
+            digests.etag if digests else None,
+            digests.sha256_base64 if digests else None,
+            digests.sha256_hex if digests else None,
+            isoformat(file.created_at),
+            file.version,
+        )
+        return f'{head}{_json(link_base + link)},"headers":{{}},"expires_at":{expires}}}{tail}'
 
     def _downloadable(self, row: Listed, link_base: str, signed_at: int, drift: bool) -> dict[str, Any]:
         file = row.file
