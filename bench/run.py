@@ -23,7 +23,7 @@ def plan(*, quick: bool) -> dict[str, Case]:
     """The cases with their full sizes, or smaller ones for a quick look (--quick)."""
     runs = 2 if quick else 5
     return {
-        "cold_start": lambda: cases.cold_start(runs=2 if quick else 11, spawns=1 if quick else 5),
+        "cold_start": lambda: cases.cold_start(runs=2 if quick else 15, spawns=1 if quick else 5),
         "tool_call_overhead": lambda: cases.tool_call_overhead(runs=runs, iterations=20 if quick else 50),
         "catalog_search": lambda: cases.catalog_search(runs=runs),
         "context_cost": lambda: cases.context_cost(),
