@@ -418,6 +418,14 @@ class Catalog:
         recently_accepted = self._clock() - memory.accepted_at <= ACCEPTED_TTL
         return recently_accepted and self.link_is_fresh(item)
 
+    def last_scan(self, source: TokenSource) -> list[Downloadable]:
+        """The items of the last whole-catalog scan for `source`'s principal, as remembered (maybe
+        none): what the next scan will most likely list again."""
+        memory = self._memories.get(source.principal)
+        if memory is None or memory.snapshot is None:
+            return []
+        return [memory.items[item_id] for item_id in memory.snapshot if item_id in memory.items]
+
     def link_is_fresh(self, item: Downloadable) -> bool:
         """Whether the item's link has more than LINK_REUSE_MARGIN seconds left, by this catalog's wall clock."""
         if not item.file.download.url:

@@ -282,7 +282,11 @@ class Core:
         wanted = _parse_benefit_ids(benefit_ids)
         directory = self.settings.download_dir or download.default_download_dir()
         limit = self.settings.max_download_size
-        async with sync.Planner.open(directory, request_for=download_request, max_file_bytes=limit) as planner:
+        # What the last scan listed is looked for while page 1 is on its way: a re-sync's files, mostly.
+        expected = [item for item in self.catalog.last_scan(source) if not wanted or item.benefit_id in wanted]
+        async with sync.Planner.open(
+            directory, request_for=download_request, max_file_bytes=limit, expected=expected
+        ) as planner:
             # One scan of the catalog with the benefit names, the same search as `list`; the folder is
             # read and each page's files looked for as the pages arrive, so a re-sync costs about the scan.
             listing = await self.catalog.list(source, benefit_ids=wanted, limit=None, on_page=planner.feed)

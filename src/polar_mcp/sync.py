@@ -165,6 +165,33 @@ class _Looked:
     name: str
     present: SavedFile | None
     failure: str | None
+    """Why the file cannot be fetched, its link aside (see `_failure`)."""
+
+
+_LookKey = tuple[object, ...]
+
+
+def _look_key(item: Downloadable) -> _LookKey:
+    """Everything a look depends on but the link itself: the same file, version and benefit."""
+    file = item.file
+    return (
+        item.id,
+        item.benefit_id,
+        file.id,
+        file.name,
+        file.size,
+        file.sha256,
+        file.version,
+        file.last_modified_at,
+        file.storage_version,
+    )
+
+
+def _failure(item: Downloadable, looked: _Looked) -> str | None:
+    """The look's failure, or the one of a link Polar sent unusable (a look may be for another listing)."""
+    if looked.failure is None and looked.present is None and not item.file.download.url:
+        return "Polar sent no usable link for this file."
+    return looked.failure
 
 
 class Planner:
@@ -186,18 +213,30 @@ class Planner:
         self._max_file_bytes = max_file_bytes
         self._read: _FolderRead | None = None
         self._usable = True
-        # By item object: the plan reuses a look only for the very item it was taken for.
-        self._looked: dict[int, tuple[Downloadable, _Looked]] = {}
+        # By what a look depends on, not by item object: a look taken for the last scan's item serves
+        # this scan's item for the same file (only its link differs).
+        self._looked: dict[_LookKey, _Looked] = {}
         self._pages, self._arrived = anyio.create_memory_object_stream[Sequence[Downloadable]](math.inf)
         self._done = anyio.Event()
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, directory: Path, *, request_for: RequestFor, max_file_bytes: int | None
+        cls,
+        directory: Path,
+        *,
+        request_for: RequestFor,
+        max_file_bytes: int | None,
+        expected: Sequence[Downloadable] = (),
     ) -> AsyncGenerator[Planner]:
-        """A planner for `directory`, looking ahead until its `plan` is called or the block ends."""
+        """A planner for `directory`, looking ahead until its `plan` is called or the block ends.
+
+        `expected` are the items the scan will most likely list (the last scan's, remembered): they are
+        looked at first, while page 1 is on its way.
+        """
         planner = cls(directory, request_for, max_file_bytes)
+        if expected:
+            planner.feed(expected)
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(planner._look_ahead)
@@ -229,7 +268,7 @@ class Planner:
         self._pages.close()
         await self._done.wait()
         read = self._read if self._usable else None
-        looked = {key: found for key, (_, found) in self._looked.items()} if read is not None else {}
+        looked = self._looked if read is not None else {}
         return await anyio.to_thread.run_sync(
             _plan,
             self._directory,
@@ -267,7 +306,8 @@ class Planner:
         try:
             for index, item in enumerate(items, start=1):
                 folder = read.folders.get(item.benefit_id)
-                if folder is not None:
+                key = _look_key(item)
+                if folder is not None and key not in self._looked:
                     found = _examine(
                         read.record,
                         read.snapshot,
@@ -279,7 +319,7 @@ class Planner:
                         self._max_file_bytes,
                         read.lstat,
                     )
-                    self._looked[id(item)] = (item, found)
+                    self._looked[key] = found
                 if index % self._YIELD_EVERY == 0:
                     time.sleep(0)
         except (OSError, RecordError):
@@ -304,7 +344,7 @@ async def plan(
     `names` the benefit names known, `scope` the benefits synced, whose folders are checked for gone
     files. A dry run creates no folder and keeps no folder choice.
     """
-    nothing_looked: dict[int, _Looked] = {}
+    nothing_looked: dict[_LookKey, _Looked] = {}
     return await anyio.to_thread.run_sync(
         _plan, directory, chosen, listed, names, request_for, scope, max_file_bytes, dry_run, None, nothing_looked
     )
@@ -320,7 +360,7 @@ def _plan(
     max_file_bytes: int | None,
     dry_run: bool,
     read: _FolderRead | None,
-    looked: Mapping[int, _Looked],
+    looked: Mapping[_LookKey, _Looked],
 ) -> Plan:
     root = directory.expanduser().resolve() if dry_run else prepare_directory(directory)
     if read is not None and read.root != root:
@@ -336,12 +376,13 @@ def _plan(
         files: list[Planned] = []
         for item in chosen:
             folder, benefit = folders[item.benefit_id], shown[item.benefit_id]
-            found = looked.get(id(item))
+            found = looked.get(_look_key(item))
             if found is None or found.folder != folder or not existing[item.benefit_id]:
                 found = _examine(
                     record, snapshot, root, folder, existing[item.benefit_id], item, request_for, max_file_bytes, lstat
                 )
-            files.append(Planned(item, benefit, folder, found.name, present=found.present, failure=found.failure))
+            failure = _failure(item, found)
+            files.append(Planned(item, benefit, folder, found.name, present=found.present, failure=failure))
         gone = _gone(root, snapshot, {b: folders[b] for b in scope if b in folders}, listed)
     return Plan(root, files, gone)
 
@@ -365,11 +406,7 @@ def _examine(
     except DownloadError as error:
         return _Looked(folder, name, None, error.message)
     found = find_saved(record, snapshot, root, folder, name, request, lstat=lstat) if folder_exists else None
-    if found is not None and found.identical is not None:
-        return _Looked(folder, name, found.identical, None)
-    if not item.file.download.url:
-        return _Looked(folder, name, None, "Polar sent no usable link for this file.")
-    return _Looked(folder, name, None, None)
+    return _Looked(folder, name, found.identical if found is not None else None, None)
 
 
 def _folders(

@@ -7,7 +7,7 @@ import errno
 import hashlib
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -464,13 +464,30 @@ async def test_a_session_used_for_the_listing_is_the_callers(tmp_path: Path) -> 
     assert sent == {(False, f"Bearer {CUSTOMER_TOKEN}"), (True, None)}
 
 
-async def test_planning_during_the_scan_decides_what_a_plan_after_it_decides(tmp_path: Path) -> None:
+@pytest.mark.parametrize("same_server", [False, True])
+async def test_planning_during_the_scan_decides_what_a_plan_after_it_decides(tmp_path: Path, same_server: bool) -> None:
     # Three pages of files (the catalog is read 100 at a time), looked for as each page arrives; then
     # the folder is changed in every way a plan tells apart. The sync's plan (made with the looks taken
     # during the scan) must be the one the plain planner makes of the same listing afterwards.
+    # With the same server, the files of its last scan are looked for before the new scan's pages come.
     fake = library((BENEFIT_A, range(1, 231)))
-    async with core_for(fake, tmp_path) as core:
-        await core.sync(core.configured)
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(core_for(fake, tmp_path))
+        await first.sync(first.configured)
+        assert len(first.catalog.last_scan(first.configured)) == 230
+        during, after = await _plans_after_changes(fake, tmp_path, first if same_server else None)
+
+    assert during == after
+    statuses = {file.name: file.status for file in during.files}
+    expected = {3: "to_fetch", 4: "to_fetch", 5: "present", 7: "present", 231: "to_fetch"}
+    assert {n: statuses[f"file-{n}.pdf"] for n in expected} == expected
+    assert during.counts.present == 228
+    assert link_hits(fake) == {}
+
+
+async def _plans_after_changes(
+    fake: FakePolar, tmp_path: Path, core: Core | None
+) -> tuple[present.SyncPlan, present.SyncPlan]:
     folder = tmp_path / "Rust Ebook Bundle"
     (folder / "file-3.pdf").write_bytes(b"edited by the user")
     (folder / "file-4.pdf").unlink()
@@ -479,7 +496,9 @@ async def test_planning_during_the_scan_decides_what_a_plan_after_it_decides(tmp
     fake.items[6]["file"]["version"] = "2"  # a new version upstream, with the same bytes: adopted, not fetched
     fake.requests.clear()
 
-    async with core_for(fake, tmp_path) as core:
+    async with AsyncExitStack() as stack:
+        if core is None:
+            core = await stack.enter_async_context(core_for(fake, tmp_path))
         during = await core.plan_sync(core.configured)
         listing = await core.catalog.list(core.configured, limit=None)
     names = {benefit: name.name for benefit, name in listing.names.items() if name.name}
@@ -496,12 +515,7 @@ async def test_planning_during_the_scan_decides_what_a_plan_after_it_decides(tmp
         )
     )
 
-    assert during == after
-    statuses = {file.name: file.status for file in during.files}
-    expected = {3: "to_fetch", 4: "to_fetch", 5: "present", 7: "present", 231: "to_fetch"}
-    assert {n: statuses[f"file-{n}.pdf"] for n in expected} == expected
-    assert during.counts.present == 228
-    assert link_hits(fake) == {}
+    return during, after
 
 
 @pytest.mark.parametrize("synced_before", [False, True])
@@ -530,3 +544,20 @@ async def test_a_scan_that_fails_midway_leaves_the_download_folder_as_it_was(
         assert (target / RECORD_NAME).read_bytes() == record
     else:
         assert not target.exists()
+
+
+async def test_a_look_from_the_last_scan_does_not_vouch_for_a_link_polar_now_sends_unusable(tmp_path: Path) -> None:
+    # File 1 is gone from disk; the same server's last scan had a good link for it, this one does not.
+    fake = library((BENEFIT_A, range(1, 3)))
+    async with core_for(fake, tmp_path) as core:
+        await core.sync(core.configured)
+        (tmp_path / "Rust Ebook Bundle" / "file-1.pdf").unlink()
+        fake.items[0]["file"]["download"]["url"] = "ftp://files.example/file-1.pdf"
+        planned = await core.plan_sync(core.configured)
+
+    by_name = {file.name: file for file in planned.files}
+    assert (by_name["file-1.pdf"].status, by_name["file-1.pdf"].reason) == (
+        "failed",
+        "Polar sent no usable link for this file.",
+    )
+    assert by_name["file-2.pdf"].status == "present"
