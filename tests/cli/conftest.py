@@ -13,11 +13,10 @@ from pathlib import Path
 import httpcore2
 import pytest
 
-from polar_mcp.cli import main
 from polar_mcp.double.runner import RunningDouble, start_double
 from polar_mcp.double.seed import demo_store
 from polar_mcp.double.store import Store
-from tests.helpers.cli import Cli, Run
+from tests.helpers.cli import Cli, in_process_cli
 from tests.helpers.demo import ada_token
 from tests.helpers.logs import root_logger_restored
 
@@ -78,14 +77,7 @@ def _faults_off(store: Store) -> Iterator[None]:  # pyright: ignore[reportUnused
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
     """Run `polar-mcp ARGS...` in-process and return what it did."""
-
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
+    return in_process_cli(capsys)
 
 
 @pytest.fixture

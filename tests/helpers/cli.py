@@ -7,6 +7,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
+
+from polar_mcp.cli import main
+
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: ")
 
 # The demo catalog as Ada sees it: ids are stable (derived from the catalog), newest grant first.
@@ -58,6 +62,18 @@ class Run:
 
 
 Cli = Callable[..., Run]
+
+
+def in_process_cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run `polar-mcp ARGS...` in-process (`main`) and return what it did."""
+
+    def run(*argv: str) -> Run:
+        capsys.readouterr()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
 
 
 def subprocess_env(**values: str) -> dict[str, str]:

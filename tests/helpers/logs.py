@@ -9,9 +9,11 @@ from contextlib import contextmanager
 
 @contextmanager
 def root_logger_restored() -> Iterator[None]:
-    """Put the root logger's handlers and level back as they were (main() reconfigures them)."""
+    """Put the root logger's handlers and level back as they were (main() reconfigures them), and the
+    levels polar-mcp sets on the HTTP libraries' loggers."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    levels = {name: logging.getLogger(name).level for name in ("httpx2", "httpcore2")}
     try:
         yield
     finally:
@@ -22,3 +24,5 @@ def root_logger_restored() -> Iterator[None]:
             if handler not in root.handlers:
                 root.addHandler(handler)
         root.setLevel(level)
+        for name, old in levels.items():
+            logging.getLogger(name).setLevel(old)

@@ -9,10 +9,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from polar_mcp.cli import main
 from polar_mcp.double.seed import demo_store
 from polar_mcp.hosted.store import Family, Store
-from tests.helpers.cli import Cli, Run
+from tests.helpers.cli import Cli, in_process_cli
 from tests.helpers.hosted import ADA_EMAIL, HOSTED_ORG_TOKEN, free_port, polar_server
 
 CREATED = 1_764_460_800.0  # 2025-11-30 00:00 UTC
@@ -33,13 +32,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
+    """Run `polar-mcp ARGS...` in-process and return what it did."""
+    return in_process_cli(capsys)
 
 
 def _family(family_id: str, client_id: str, customer_id: str, expires_at: float = FAR) -> Family:

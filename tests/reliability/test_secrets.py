@@ -27,7 +27,6 @@ import base64
 import contextlib
 import io
 import json
-import logging
 import os
 import re
 import sys
@@ -56,6 +55,7 @@ from polar_mcp.polar.client import PolarClient
 from polar_mcp.server import build_server
 from tests.helpers.clock import ManualClock
 from tests.helpers.demo import ada_id
+from tests.helpers.logs import root_logger_restored
 from tests.helpers.loopback import serve_asgi
 
 SESSION_CANARY = "polar_cst_CANARYsession" + "Zq7xW2vLk9TfR4mNpB8sYdJ0uHc"
@@ -129,31 +129,11 @@ class Transcript:
 
 
 @contextlib.contextmanager
-def _restored_logging() -> Iterator[None]:
-    """Put the process's logging back as it was after polar-mcp reconfigured it."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in ("httpx2", "httpcore2")}
-    try:
-        yield
-    finally:
-        for handler in list(root.handlers):
-            if handler not in handlers:
-                root.removeHandler(handler)
-        for handler in handlers:
-            if handler not in root.handlers:
-                root.addHandler(handler)
-        root.setLevel(level)
-        for name, old in levels.items():
-            logging.getLogger(name).setLevel(old)
-
-
-@contextlib.contextmanager
 def _debug_logging(transcript: Transcript, channel: str) -> Iterator[None]:
     """polar-mcp's own DEBUG logging (what POLAR_MCP_LOG_LEVEL=DEBUG sets up), its stderr captured."""
     stream = io.StringIO()
     try:
-        with _restored_logging():
+        with root_logger_restored():
             with contextlib.redirect_stderr(stream):
                 configure_logging("DEBUG")
             yield
@@ -462,12 +442,12 @@ def cli_run(recorded: Transcript, env: _Env, double: RunningDouble, folder: Path
             patch.setenv(key, value)
         patch.setenv("POLAR_CUSTOMER_SESSION", SESSION_CANARY)
         # Each command configures logging itself, onto the stderr _cli captures.
-        with _restored_logging():
+        with root_logger_restored():
             _cli_runs(recorded, env, "cli session", folder / "cli-session", minted=False)
         patch.delenv("POLAR_CUSTOMER_SESSION")
         patch.setenv("POLAR_ACCESS_TOKEN", ORG_CANARY)
         patch.setenv("POLAR_CUSTOMER_ID", ada_id(env.store))
-        with _restored_logging():
+        with root_logger_restored():
             _cli_runs(recorded, env, "cli minted", folder / "cli-minted", minted=True)
         env.revoke_minted(recorded.minted)
         env.reset()
