@@ -15,7 +15,8 @@ from polar_mcp.double.seed import (
     DEMO_TEAM_OWNER_EXTERNAL_ID,
     synthetic_store,
 )
-from polar_mcp.double.store import Store
+from polar_mcp.double.signing import LINK_TTL
+from polar_mcp.double.store import Store, isoformat, readable_size
 from tests.double.helpers import ADA_FILES, LIST, asgi_client, bearer, benefit_id
 from tests.helpers.clock import ManualClock
 
@@ -393,37 +394,55 @@ async def test_unknown_routes_answer_fastapi_404(client: httpx2.AsyncClient, ada
     assert response.json() == {"detail": "Not Found"}
 
 
-async def test_the_listing_written_from_cached_json_is_what_the_item_dicts_would_give(
+async def test_the_listing_written_from_cached_json_says_what_each_file_is_now(
     store: Store, client: httpx2.AsyncClient, ada_token: str
 ) -> None:
-    # The listing writes each item from JSON cached per file (only the link and its expiry change);
-    # the drift fault still builds dicts. Both must say the same, also after a file changes.
-    from polar_mcp.double.app import _Api  # pyright: ignore[reportPrivateUsage]
-
-    api = _Api(store, "http://storage.test")
-
-    async def both() -> tuple[list[Any], list[Any]]:
+    # Items are written from JSON cached per file (only the link and its expiry change): every field
+    # must be the file's, as DownloadableRead orders them, also after a file changes.
+    async def listed_and_expected() -> tuple[list[Any], list[dict[str, Any]]]:
         response = await client.get(LIST, params={"limit": 100}, headers=bearer(ada_token))
         assert response.status_code == 200
         listed: list[Any] = response.json()["items"]
-        base = f"{str(client.base_url).rstrip('/')}{LIST}"
         session = store.live_session(ada_token)
         assert session is not None
-        rows = store.downloadables(session)
-        signed_at = int(store.now())
-        built = [
-            api._downloadable(row, base, signed_at, drift=False)  # pyright: ignore[reportPrivateUsage]
-            for row in rows[: len(listed)]
-        ]
-        return listed, built
+        expected: list[dict[str, Any]] = []
+        for row, item in zip(store.downloadables(session), listed, strict=True):
+            file = row.file
+            digests = file.blob.digests if file.checksums else None
+            assert item["file"]["download"]["url"].startswith(f"{str(client.base_url).rstrip('/')}{LIST}")
+            body = {
+                "id": file.id,
+                "organization_id": file.organization_id,
+                "name": file.name,
+                "path": file.key,
+                "mime_type": file.mime_type,
+                "size": file.size,
+                "storage_version": file.storage_version,
+                "checksum_etag": digests.etag if digests else None,
+                "checksum_sha256_base64": digests.sha256_base64 if digests else None,
+                "checksum_sha256_hex": digests.sha256_hex if digests else None,
+                "last_modified_at": isoformat(file.created_at),
+                "download": {
+                    "url": item["file"]["download"]["url"],
+                    "headers": {},
+                    "expires_at": isoformat(int(store.now()) + LINK_TTL),
+                },
+                "version": file.version,
+                "is_uploaded": True,
+                "service": "downloadable",
+                "size_readable": readable_size(file.size),
+            }
+            expected.append({"id": row.id, "benefit_id": row.benefit.id, "file": body})
+        return listed, expected
 
-    listed, built = await both()
-    assert listed == built
+    listed, expected = await listed_and_expected()
+    assert listed == expected
+    assert [list(item["file"]) for item in listed] == [list(item["file"]) for item in expected]
     assert len(listed) == len(ADA_FILES)
 
     changed = store.files[listed[0]["file"]["id"]]
     changed.name = 'renamed "quoted" \u00e9\u202e.pdf'
     changed.version = "7"
-    listed, built = await both()
-    assert listed == built
+    listed, expected = await listed_and_expected()
+    assert listed == expected
     assert listed[0]["file"]["name"] == 'renamed "quoted" \u00e9\u202e.pdf'

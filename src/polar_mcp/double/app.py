@@ -260,7 +260,7 @@ class _Api:
             body = f'{{"items":[{written}],"pagination":{_json(pagination)}}}'
             return Response(body.encode("utf-8"), media_type="application/json")
         payload: dict[str, Any] = {
-            "items": [self._downloadable(row, link_base, signed_at, drift) for row in items],
+            "items": [self._drifted(row, link_base, signed_at) for row in items],
             "pagination": pagination,
             "meta": {"api_version": "2026-10"},
         }
@@ -490,7 +490,7 @@ class _Api:
         return found[0]
 
     def _downloadable_json(self, row: Listed, link_base: str, signed_at: int, expires: str) -> str:
-        """`_downloadable` without drift, as JSON text: the same keys in the same order."""
+        """A listing item (DownloadableRead) as JSON text, with its link signed at `signed_at`."""
         file = row.file
         self.store.links[row.id] = (row.grant.customer_id, row.benefit.id, file.id)
         link = sign_id_link(self.store.secret, row.id, signed_at)
@@ -513,50 +513,22 @@ class _Api:
         )
         return f'{head}{_json(link_base + link)},"headers":{{}},"expires_at":{expires}}}{tail}'
 
-    def _downloadable(self, row: Listed, link_base: str, signed_at: int, drift: bool) -> dict[str, Any]:
-        file = row.file
-        self.store.links[row.id] = (row.grant.customer_id, row.benefit.id, file.id)
-        link = sign_id_link(self.store.secret, row.id, signed_at)
-        digests = file.blob.digests if file.checksums else None
-        body: dict[str, Any] = {
-            "id": file.id,
-            "organization_id": file.organization_id,
-            "name": file.name,
-            "path": file.key,
-            "mime_type": file.mime_type,
-            "size": file.size,
-            "storage_version": file.storage_version,
-            "checksum_etag": digests.etag if digests else None,
-            "checksum_sha256_base64": digests.sha256_base64 if digests else None,
-            "checksum_sha256_hex": digests.sha256_hex if digests else None,
-            "last_modified_at": isoformat(file.created_at),
-            "download": {
-                "url": link_base + link,
-                "headers": {},
-                "expires_at": isoformat(signed_at + LINK_TTL),
-            },
-            "version": file.version,
-            "is_uploaded": True,
-            "service": "downloadable",
-            "size_readable": readable_size(file.size),
-        }
-        item: dict[str, Any] = {"id": row.id, "benefit_id": row.benefit.id, "file": body}
-        if drift:
-            for nullable in (
-                "storage_version",
-                "checksum_etag",
-                "checksum_sha256_base64",
-                "checksum_sha256_hex",
-                "last_modified_at",
-            ):
-                body[nullable] = None
-            body |= {
-                "version": None,
-                "service": "support_case_attachment",
-                "is_enabled": True,
-                "preview_url": None,
-            }
-            item["created_at"] = isoformat(row.grant.granted_at)
+    def _drifted(self, row: Listed, link_base: str, signed_at: int) -> dict[str, Any]:
+        """A listing item as Polar's drifted answers shape it: the same item, with nulls, a new service,
+        fields the excerpt does not name, and the grant's creation time."""
+        expires = _json(isoformat(signed_at + LINK_TTL))
+        item: dict[str, Any] = json.loads(self._downloadable_json(row, link_base, signed_at, expires))
+        body: dict[str, Any] = item["file"]
+        for nullable in (
+            "storage_version",
+            "checksum_etag",
+            "checksum_sha256_base64",
+            "checksum_sha256_hex",
+            "last_modified_at",
+        ):
+            body[nullable] = None
+        body |= {"version": None, "service": "support_case_attachment", "is_enabled": True, "preview_url": None}
+        item["created_at"] = isoformat(row.grant.granted_at)
         return item
 
     def _grant(self, grant: Grant) -> dict[str, Any]:
