@@ -116,7 +116,7 @@ async def test_the_token_check_sees_a_revocation_by_another_replica_at_once(tmp_
     url = f"sqlite:///{tmp_path / 'state.sqlite3'}"
     store, other = await Store.open(url), await Store.open(url)
     try:
-        assert store._local is not None  # pyright: ignore[reportPrivateUsage]
+        assert store._reads.local is not None  # pyright: ignore[reportPrivateUsage]
         await other.add_client("client-1", "{}", ["https://app.example/cb"], NOW)
         await other.add_family(_family("family-1"), NOW)
         await other.add_token("hash-1", "access", "family-1", NOW + 3600)

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import anyio
-import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from polar_mcp.hosted.database import (
     DEFAULT_POOL_SIZE,
     DatabaseError,
+    RowReader,
     async_url,
     explain,
-    local_reader,
     migration_transaction,
     open_engine,
 )
@@ -197,7 +195,7 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._local = local_reader(engine)
+        self._reads = RowReader(engine)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Store:
@@ -216,33 +214,12 @@ class Store:
 
     async def close(self) -> None:
         await self._engine.dispose()
-        if self._local is not None:
-            await anyio.to_thread.run_sync(self._local.dispose)
+        await self._reads.close()
 
     @asynccontextmanager
     async def _begin(self) -> AsyncGenerator[AsyncConnection]:
         async with self._engine.begin() as connection:
             yield connection
-
-    async def _first(self, statement: sa.Executable, parameters: dict[str, Any]) -> sa.Row[Any] | None:
-        """The first row of one read, the cheapest way the database allows: it needs no transaction.
-
-        On PostgreSQL, autocommit saves the BEGIN and COMMIT round trips (asyncpg's autocommit is a flag
-        on the connection, set without a round trip). A SQLite file is read whole in one worker thread
-        (`database.local_reader`); an in-memory one through its only engine.
-        """
-        local = self._local
-        if local is not None:
-
-            def read() -> sa.Row[Any] | None:
-                with local.connect() as db:
-                    return db.execute(statement, parameters).first()
-
-            return await anyio.to_thread.run_sync(read)
-        async with self._engine.connect() as connection:
-            if self._engine.dialect.name == "postgresql":
-                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return (await connection.execute(statement, parameters)).first()
 
     async def migrate(self) -> None:
         async with migration_transaction(self._engine) as db:
@@ -433,7 +410,7 @@ class Store:
 
     async def token(self, token_hash: str) -> TokenRow | None:
         """A token with its family, whatever their state (the caller judges expiry and reuse)."""
-        row = await self._first(_TOKEN_WITH_FAMILY, {"token_hash": token_hash})
+        row = await self._reads.first(_TOKEN_WITH_FAMILY, {"token_hash": token_hash})
         if row is None:
             return None
         family = Family(
