@@ -36,7 +36,6 @@ from bench.harness import (
     rss_kib,
     server_env,
     start_to_first_tools_list,
-    time_to_first_tools_list,
     tree_cpu_seconds,
 )
 from polar_mcp.double.blobs import Blob
@@ -84,8 +83,8 @@ def cold_start(*, runs: int = 5, spawns: int = 5, importtime: bool = True, warm_
     with _double(store) as double:
         env = server_env(double.base_url, _token(store, DEMO_CUSTOMER_EXTERNAL_ID))
         if warm_up:
-            time_to_first_tools_list(polar_mcp_command(), env)
-            time_to_first_tools_list(floor_command(), env)
+            start_to_first_tools_list(polar_mcp_command(), env)
+            start_to_first_tools_list(floor_command(), env)
 
         def one_run(index: int) -> dict[str, float]:
             times: dict[str, list[float]] = {"ours": [], "floor": []}

@@ -248,21 +248,14 @@ class StdioSession:
         self.close()
 
 
-def time_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> tuple[float, bytes]:
-    """Seconds from spawning the server to its answer to the first tools/list, and that answer's line.
+def start_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> tuple[float, float, bytes]:
+    """Seconds from spawning the server to its answer to the first tools/list, the CPU seconds (user +
+    system) it used to get there, and that answer's line.
 
     The three messages are written at once, as a host that does not wait would; the server reads
-    them when it is ready.
-    """
-    elapsed, _, line = start_to_first_tools_list(command, env)
-    return elapsed, line
-
-
-def start_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> tuple[float, float, bytes]:
-    """`time_to_first_tools_list`, with the CPU seconds (user + system) the server used to get there.
-
-    The CPU figure is the child's own rusage, read once it is reaped (it is killed right after its
-    answer): unlike the wall time it barely moves when a neighbour takes the other core.
+    them when it is ready. The CPU figure is the child's own rusage, read once it is reaped (it is
+    killed right after its answer). On a shared VM it swings with the wall time (the cores' speed
+    itself varies), so it is reported beside it, not used to judge.
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with StdioSession(command, env) as session:

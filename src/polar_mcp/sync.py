@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import stat
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -203,10 +202,6 @@ class Planner:
     folder that cannot be read) the plan does itself, as `plan()` would.
     """
 
-    _YIELD_EVERY = 25
-    """Items looked at between two moments the worker thread lets the event loop run: without them the
-    loop, with a page's answer to read, may wait for the interpreter's 5 ms switch interval."""
-
     def __init__(self, directory: Path, request_for: RequestFor, max_file_bytes: int | None) -> None:
         self._directory = directory
         self._request_for = request_for
@@ -304,7 +299,7 @@ class Planner:
 
     def _look_at(self, read: _FolderRead, items: Sequence[Downloadable]) -> None:
         try:
-            for index, item in enumerate(items, start=1):
+            for item in items:
                 folder = read.folders.get(item.benefit_id)
                 key = _look_key(item)
                 if folder is not None and key not in self._looked:
@@ -320,8 +315,6 @@ class Planner:
                         read.lstat,
                     )
                     self._looked[key] = found
-                if index % self._YIELD_EVERY == 0:
-                    time.sleep(0)
         except (OSError, RecordError):
             # The plan looks again, with a record of its own, and reports it in its own words.
             self._usable = False

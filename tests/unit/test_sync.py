@@ -537,7 +537,7 @@ async def test_a_scan_that_fails_midway_leaves_the_download_folder_as_it_was(
         with pytest.raises(AuthenticationError):
             await core.sync(core.configured)
 
-    assert sorted(q for q in fake.listing_queries if ("page", "2") in q) != []
+    assert any(("page", "2") in query for query in fake.listing_queries)
     assert link_hits(fake) == {}
     if synced_before:
         assert on_disk(target) == before
