@@ -17,11 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver import Chrome, ChromeOptions, ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
 # Debian's paths; another machine names its own Chrome or Chromium and the matching driver.
@@ -90,7 +89,7 @@ class Browser:
         if len(matches) != 1:
             raise AssertionError(f"{len(matches)} buttons showing {button!r} on {self.driver.current_url}")
         matches[0].click()
-        WebDriverWait(self.driver, self.timeout, poll_frequency=0.02).until(staleness_of(current))
+        WebDriverWait(self.driver, self.timeout, poll_frequency=0.02).until(lambda _: _left(current))
         self._arrived()
 
     def text(self) -> str:
@@ -143,6 +142,20 @@ def chromium(profile: Path) -> Iterator[Browser]:
         yield Browser(driver)
     finally:
         driver.quit()
+
+
+def _left(page: WebElement) -> bool:
+    """Whether the browser has left the document `page` (its root element) belongs to."""
+    try:
+        page.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        # Asked mid-navigation, ChromeDriver may say so in other words (seen with Chromium 156).
+        if "does not belong to the document" in (error.msg or ""):
+            return True
+        raise
+    return False
 
 
 def _file_name(title: str) -> str:

@@ -143,7 +143,8 @@ async def test_a_cancelled_download_leaves_no_partial_file(store: Store, double:
                 )
 
             group.start_soon(fetch)
-            await started.wait()
+            with anyio.fail_after(30):
+                await started.wait()
             group.cancel_scope.cancel()
         # The server notices the cancellation; a later call proves it is still serving.
         listing = await client.call_tool("list_downloadables", {"limit": 1})

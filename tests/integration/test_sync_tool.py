@@ -360,7 +360,8 @@ async def test_a_cancelled_sync_keeps_what_it_finished_and_the_next_one_resumes(
                 await client.call_tool("sync_library", {}, progress_callback=on_progress)
 
             group.start_soon(sync)
-            await started.wait()
+            with anyio.fail_after(30):
+                await started.wait()
             group.cancel_scope.cancel()
         # The server notices the cancellation; a later call proves it is still serving.
         listing = await client.call_tool("list_downloadables", {"limit": 1})

@@ -705,7 +705,8 @@ async def test_cancelling_mid_transfer_leaves_no_file(tmp_path: Path) -> None:
 
     async with anyio.create_task_group() as group:
         group.start_soon(fetch, polar, file_request(), tmp_path)
-        await first_chunk_sent.wait()
+        with anyio.fail_after(10):
+            await first_chunk_sent.wait()
         temp_files = listing(tmp_path)
         group.cancel_scope.cancel()
 

@@ -382,9 +382,10 @@ async def test_two_tasks_downloading_the_same_file_at_once_leave_one_copy(tmp_pa
     async def download() -> None:
         results.append(await fetch(polar, UNCHECKED, tmp_path))
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(download)
-        group.start_soon(download)
+    with anyio.fail_after(10):  # each body waits for the other download: one kept away fails here
+        async with anyio.create_task_group() as group:
+            group.start_soon(download)
+            group.start_soon(download)
 
     assert [(saved.path, saved.skipped) for saved in results] == [(tmp_path / "report.pdf", False)] * 2
     assert listing(tmp_path) == ["report.pdf"]

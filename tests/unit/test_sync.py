@@ -413,7 +413,8 @@ async def test_a_cancelled_sync_keeps_completed_files_and_leaves_no_partial_one(
 
     async with anyio.create_task_group() as group:
         group.start_soon(lambda: run(fake, plan, concurrency=1, free_space=lambda _: 1 << 40))
-        await holding.wait()
+        with anyio.fail_after(10):
+            await holding.wait()
         group.cancel_scope.cancel()
 
     assert on_disk(tmp_path) == ["Rust Ebook Bundle/file-1.pdf", "Rust Ebook Bundle/file-2.pdf"]
