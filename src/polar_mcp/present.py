@@ -27,12 +27,8 @@ NAME_LIMIT = 200
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class _OutLater(_Out):
-    # Built on first use, not at import: no tool of a start with a token configured shows these (the
-    # sign-in state, the CLI's dry run), and a cold start to tools/list should not pay for them.
+    # Built on first use, not at import: a cold start to tools/list needs none of them (the tools'
+    # output schemas are derived ahead of time, server.OUTPUT_SCHEMAS), and most starts use a few.
     model_config = ConfigDict(frozen=True, defer_build=True)
 
 
@@ -252,7 +248,7 @@ def downloaded_text(saved: DownloadedFile) -> str:
     return f"Saved {saved.name} ({size}) to {saved.path} — {check}."
 
 
-class SignInState(_OutLater):
+class SignInState(_Out):
     """Where a sign-in stands: a code on its way, or who is signed in and until when. The e-mail is
     always masked."""
 
@@ -324,7 +320,7 @@ class SyncResult(_Out):
     gone: list[str]
 
 
-class PlannedCounts(_OutLater):
+class PlannedCounts(_Out):
     """What a sync would do: files to fetch and their bytes, files present, files it cannot fetch."""
 
     to_fetch: int
@@ -333,7 +329,7 @@ class PlannedCounts(_OutLater):
     bytes: int
 
 
-class PlannedFile(_OutLater):
+class PlannedFile(_Out):
     """One file of a planned sync; `path` is relative to the sync's folder."""
 
     path: str
@@ -344,7 +340,7 @@ class PlannedFile(_OutLater):
     reason: str | None = None
 
 
-class SyncPlan(_OutLater):
+class SyncPlan(_Out):
     """What a sync would fetch, with nothing fetched."""
 
     folder: str

@@ -6,10 +6,12 @@ for a model: argument names, which tool gives a value, what to call next.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, cast
 
 import httpx2
@@ -124,6 +126,7 @@ def build_server(
     if offers_sign_in:
         _register_sign_in_tool(server)
     _compact_schemas(server)
+    _publish_output_schemas(server)
     return server
 
 
@@ -156,7 +159,7 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
         page: Annotated[int, Field(ge=1, le=100_000, description="Page number, from 1.")] = 1,
         limit: Annotated[int, Field(ge=1, le=100, description="Files per page.")] = 20,
         query: Query = "",
-    ) -> Annotated[CallToolResult, present.DownloadablesList]:
+    ) -> CallToolResult:
         """List the files this customer can download from Polar, with ids for get_download_link."""
         with _tool_errors(me):
             result = await me.core.list(
@@ -165,9 +168,7 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
         return _result(present.listing_text(result, query=query.strip() or None), result)
 
     @server.tool(title="Get a download link", annotations=READ_ONLY)
-    async def get_download_link(
-        me: Caller, downloadable_id: ItemId = "", name: ItemName = ""
-    ) -> Annotated[CallToolResult, present.DownloadLink]:
+    async def get_download_link(me: Caller, downloadable_id: ItemId = "", name: ItemName = "") -> CallToolResult:
         """Get a fresh signed download link for one file, by id or by name. The link expires."""
         with _tool_errors(me):
             item = await me.core.find(me.source, downloadable_id=downloadable_id, name=name)
@@ -193,7 +194,7 @@ def _register_download_tools(server: MCPServer[Core]) -> None:
         downloadable_id: ItemId = "",
         name: ItemName = "",
         overwrite: Annotated[bool, Field(description="Replace a different local file of the same name.")] = False,
-    ) -> Annotated[CallToolResult, present.DownloadedFile]:
+    ) -> CallToolResult:
         """Save one file into the configured downloads folder, verified by size and SHA-256."""
         with _tool_errors(me):
             item = await me.core.find(me.source, downloadable_id=downloadable_id, name=name)
@@ -208,7 +209,7 @@ def _register_download_tools(server: MCPServer[Core]) -> None:
     @server.tool(title="Sync the whole library", annotations=WRITES_FILES)
     async def sync_library(
         me: Caller, ctx: Context[Core, Any], benefit_id: BenefitIds = None, query: Query = ""
-    ) -> Annotated[CallToolResult, present.SyncResult]:
+    ) -> CallToolResult:
         """Save every file (or a benefit's) into the downloads folder, a folder per benefit; fetches only what's new."""
         with _tool_errors(me):
 
@@ -235,7 +236,7 @@ def _register_sign_in_tool(server: MCPServer[Core]) -> None:
         customer_id: Annotated[
             str, Field(max_length=100, description="When sign_in lists several customers: the one the user chose.")
         ] = "",
-    ) -> Annotated[CallToolResult, present.SignInState]:
+    ) -> CallToolResult:
         with _tool_errors(me):
             if code.strip():
                 signed_in = await me.core.complete_sign_in(code, seller=seller, email=email)
@@ -386,17 +387,51 @@ def _result(text: str, model: BaseModel) -> CallToolResult:
     )
 
 
+# What each tool's structured content is. The output schema a tool publishes is the one the SDK
+# derives from its model, compacted; they are derived ahead of time into OUTPUT_SCHEMAS (a test checks
+# the file against the models, and UPDATE_TOOLSNAPS=1 rewrites it), because deriving them at start-up
+# was the largest part of registering the tools. A tool returns its own CallToolResult, built from an
+# instance of its model (`_result`), so the SDK has nothing to validate per call.
+OUTPUT_MODELS: dict[str, type[BaseModel]] = {
+    "list_downloadables": present.DownloadablesList,
+    "get_download_link": present.DownloadLink,
+    "download_file": present.DownloadedFile,
+    "sync_library": present.SyncResult,
+    "sign_in": present.SignInState,
+}
+OUTPUT_SCHEMAS = Path(__file__).with_name("output_schemas.json")
+
+
+def derived_output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The output schema the SDK derives for a tool whose result is `model`, compacted as published."""
+    from mcp.server.mcpserver.utilities.func_metadata import func_metadata
+
+    async def returns() -> None: ...
+
+    returns.__annotations__["return"] = Annotated[CallToolResult, model]
+    schema = func_metadata(returns).output_schema
+    if schema is None:
+        raise TypeError(f"the SDK derives no output schema from {model.__name__}")
+    _compact(schema, keep_descriptions=False)
+    return schema
+
+
+def _publish_output_schemas(server: MCPServer[Core]) -> None:
+    schemas = json.loads(OUTPUT_SCHEMAS.read_text(encoding="utf-8"))
+    for tool in server._tool_manager.list_tools():  # pyright: ignore[reportPrivateUsage]
+        tool.fn_metadata.output_schema = schemas[tool.name]
+
+
 def _compact_schemas(server: MCPServer[Core]) -> None:
     """Trim generated schema noise that costs the model context and says nothing.
 
     Titles repeat property names; `null` branches and `default: null` describe what omitting a key
     already says (results leave out keys with no value, and arguments may be left out). Output
-    schemas lose their descriptions too: the tool description and the text already explain them.
+    schemas lose their descriptions too (`derived_output_schema`): the tool description and the text
+    already explain them.
     """
     for tool in server._tool_manager.list_tools():  # pyright: ignore[reportPrivateUsage]
         _compact(tool.parameters)
-        if tool.output_schema is not None:
-            _compact(tool.output_schema, keep_descriptions=False)
 
 
 def _compact(schema: object, *, keep_descriptions: bool = True) -> None:
