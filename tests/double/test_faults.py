@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import anyio
 import httpx2
 import pytest
 
@@ -152,6 +153,38 @@ async def test_latency_waits_before_each_request(
     await statuses(client, ada_token, 2)
 
     assert waits == [1.5, 1.5]
+
+
+async def test_a_request_waiting_out_its_latency_does_not_take_a_fault_set_meanwhile(
+    client: httpx2.AsyncClient, store: Store, ada_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiting, release = anyio.Event(), anyio.Event()
+
+    async def held_sleep(_: float) -> None:
+        waiting.set()
+        await release.wait()
+
+    monkeypatch.setattr(layer.anyio, "sleep", held_sleep)
+    store.faults.update({"latency": 1.0})
+    answers: list[httpx2.Response] = []
+
+    async def early() -> None:
+        answers.append(await client.get(LIST, headers=bearer(ada_token)))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(early)
+            await waiting.wait()
+            # Set while the early request waits (as a test that follows one that gave up on it would).
+            store.faults.update({"latency": 0.0, "non_json_next": 1})
+            release.set()
+
+    later = await client.get(LIST, headers=bearer(ada_token))
+
+    assert [answers[0].headers["content-type"], later.headers["content-type"]] == [
+        "application/json",
+        "text/html; charset=utf-8",
+    ]
 
 
 async def test_faults_spare_the_admin_routes(client: httpx2.AsyncClient, store: Store) -> None:

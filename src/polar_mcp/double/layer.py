@@ -90,11 +90,13 @@ class FaultyApp(Starlette):
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, raw_send: Send) -> None:
         faults = self.store.faults
-        if faults.latency:
-            await anyio.sleep(faults.latency)
+        # A request's fate is decided as it arrives, before any latency: one its client gave up on
+        # while it waited must not take a fault set meanwhile for the requests that follow.
         fault: GateFault | None = faults.take_gate_fault()
         if fault is None and faults.roll_error():
             fault = "errors_next"
+        if faults.latency:
+            await anyio.sleep(faults.latency)
         response: Response | None = None
         if fault == "drop_next":
             await drop_connection(raw_send)
