@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from polar_mcp import __version__
+from polar_mcp import cli as cli_module
 from polar_mcp.double.runner import RunningDouble
 from tests.helpers.cli import DEMO_TABLE, Cli, table
 
@@ -93,3 +94,54 @@ def test_an_unknown_command_is_a_usage_error(cli: Cli, capsys: pytest.CaptureFix
         cli("fetch-everything")
     assert exited.value.code == 2
     assert "invalid choice: 'fetch-everything'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--demo"],
+        ["--transport", "http", "--port", "9000", "--allow-configured-token"],
+        ["--server=sandbox", "--log-level", "DEBUG"],
+        ["--organization", "list"],  # a flag's value that is also a command's name
+        ["list", "--limit", "1"],
+        ["--demo", "sync", "--dry-run"],
+        ["hosted", "prune"],
+    ],
+)
+def test_the_command_line_is_read_as_the_full_parser_reads_it(argv: list[str]) -> None:
+    assert cli_module.parse_args(argv) == cli_module.build_parser().parse_args(argv)
+
+
+def test_a_server_start_never_builds_the_parser_of_every_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused() -> None:
+        raise AssertionError("the full parser was built")
+
+    monkeypatch.setattr(cli_module, "build_parser", refused)
+
+    args = cli_module.parse_args(["--transport", "http", "--demo"])
+
+    assert (args.command, args.transport, args.demo) == (None, "http", True)
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--server"], "argument --server: expected one argument"),
+        (["--allow"], "unrecognized arguments: --allow"),  # no abbreviations, as the full parser
+        (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+    ],
+)
+def test_a_mistake_on_a_server_start_is_worded_by_the_full_parser(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli_module.parse_args(argv)
+    err = capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_module.build_parser().parse_args(argv)
+
+    assert exited.value.code == 2
+    assert error in err
+    assert err == capsys.readouterr().err
