@@ -6,11 +6,14 @@ import json
 import os
 import platform
 import queue
+import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -270,6 +273,44 @@ def start_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) ->
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return elapsed, cpu, session.raw
+
+
+def instructions_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> int | None:
+    """Instructions the server executes from its start to its answer to the first tools/list, counted
+    by valgrind's callgrind; None where valgrind is not installed.
+
+    Unlike seconds, the count is the same from one run to the next whatever else the machine does
+    (the program runs about 50 times slower under valgrind, so the seconds mean nothing there).
+    `callgrind_control --dump` takes the count the moment the answer has arrived.
+    """
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="polar-mcp-callgrind-") as folder:
+        counted = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder}/out.%p", *command]
+        # A fixed hash seed: string hashing is otherwise randomised per process, and with it the work
+        # that dicts and sets do.
+        with StdioSession(counted, {**env, "PYTHONHASHSEED": "0"}, timeout=600) as session:
+            client = {"name": "bench", "version": "0"}
+            session.send("initialize", {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": client})
+            session.send("notifications/initialized", notify=True)
+            session.receive(session.send("tools/list"))
+            dump = ["callgrind_control", "--dump", str(session.pid)]
+            subprocess.run(dump, capture_output=True, timeout=60, check=True)
+            # The dump's header carries the total: wait for valgrind (another process) to write it.
+            deadline = time.monotonic() + 60
+            while (total := _callgrind_total(Path(folder))) is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("callgrind wrote no dump within 60 s")
+                time.sleep(0.1)
+    return total
+
+
+def _callgrind_total(folder: Path) -> int | None:
+    for dump in folder.glob("out.*.1"):
+        match = re.search(r"^summary: (\d+)$", dump.read_text(errors="replace"), re.MULTILINE)
+        if match is not None:
+            return int(match.group(1))
+    return None
 
 
 def import_breakdown(modules: str, *, top: int = 6) -> tuple[float, list[tuple[str, float]]]:
