@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from tests.helpers.postgres import PostgresServer, running_postgres
+from tests.helpers.postgres import PostgresServer, database_name, running_postgres
 
 pytestmark = pytest.mark.anyio
 
@@ -58,28 +58,29 @@ async def test_two_connections_see_each_others_rows_once_committed_and_not_befor
     )
 
 
-async def test_each_test_gets_an_empty_database_of_its_own(postgres: PostgresServer, postgres_url: str) -> None:
-    engine = create_async_engine(_asyncpg(postgres_url))
+async def test_each_test_gets_an_empty_database_of_its_own(
+    postgres: PostgresServer, postgres_url: str, request: pytest.FixtureRequest
+) -> None:
+    # Another test's database, made the way the fixture makes this one's (whatever ran before).
+    other_url = postgres.create_database(database_name(request.node.nodeid + "[another test]"))
+    mine, other = create_async_engine(_asyncpg(postgres_url)), create_async_engine(_asyncpg(other_url))
     try:
-        async with engine.connect() as connection:
-            tables = (
-                (
-                    await connection.execute(
-                        text("select table_name from information_schema.tables where table_schema = 'public'")
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            databases = (
-                (await connection.execute(text("select datname from pg_database where datname like 'db_test_%'")))
-                .scalars()
-                .all()
-            )
+        async with mine.begin() as connection:
+            tables_at_first = await _public_tables(connection)
+            await connection.execute(text("create table only_here (id integer)"))
+        async with other.connect() as connection:
+            tables_of_the_other = await _public_tables(connection)
     finally:
-        await engine.dispose()
+        await mine.dispose()
+        await other.dispose()
 
-    assert (tables, postgres_url.rsplit("/", 1)[1] in databases, len(databases) > 1) == ([], True, True)
+    assert other_url != postgres_url
+    assert (tables_at_first, tables_of_the_other) == ([], [])
+
+
+async def _public_tables(connection: AsyncConnection) -> list[str]:
+    query = text("select table_name from information_schema.tables where table_schema = 'public'")
+    return list((await connection.execute(query)).scalars().all())
 
 
 def _processes_of(postmaster: int) -> set[int]:
