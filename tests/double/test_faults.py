@@ -212,6 +212,36 @@ async def test_admin_routes_set_show_and_reset_faults(client: httpx2.AsyncClient
     assert reset.json() == Faults().snapshot()
 
 
+async def test_the_double_counts_the_requests_it_answers_at_once(
+    client: httpx2.AsyncClient, store: Store, ada_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arrived = 0
+    both = anyio.Event()
+
+    async def held_sleep(_: float) -> None:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 3:
+            both.set()
+        await both.wait()
+
+    monkeypatch.setattr(layer.anyio, "sleep", held_sleep)
+    store.faults.update({"latency": 1.0})
+    store.peak_in_flight = 0
+
+    async def listing() -> None:
+        await client.get(LIST, headers=bearer(ada_token))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            for _ in range(3):
+                group.start_soon(listing)
+    store.faults.update({"latency": 0.0})
+    stats = (await client.get(f"{ADMIN}stats")).json()
+
+    assert (store.peak_in_flight, store.in_flight, stats["peak_in_flight"]) == (3, 0, 3)
+
+
 async def test_admin_stats_count_requests_without_secrets(
     client: httpx2.AsyncClient, store: Store, ada_token: str
 ) -> None:

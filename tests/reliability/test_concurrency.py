@@ -142,17 +142,13 @@ async def _all_at_once(store: Store, client_for: list[tuple[Client, Call]]) -> l
         results[index] = await client.call_tool(*call)
 
     store.faults.update({"latency": LATENCY})
-    sent_before = len(store.requests)
-    started = anyio.current_time()
+    store.peak_in_flight = 0
     with anyio.fail_after(BOUND):
         async with anyio.create_task_group() as group:
             for index, (client, call) in enumerate(client_for):
                 group.start_soon(one, index, client, call)
-    took = anyio.current_time() - started
-    sent = len(store.requests) - sent_before
-    # One at a time, the double's latency alone would take sent * LATENCY; overlapping calls take a
-    # fraction of it, even on a machine busy with other test workers.
-    assert took < sent * LATENCY * 0.8, f"{sent} requests in {took:.2f} s: the calls did not overlap"
+    # Counted by the double, not read off a clock: several of them waited out its latency together.
+    assert store.peak_in_flight >= 4, f"at most {store.peak_in_flight} requests at once: the calls did not overlap"
     assert sorted(results) == list(range(len(client_for)))  # every call answered
     return [results[index] for index in range(len(client_for))]
 

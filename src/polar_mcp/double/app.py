@@ -402,6 +402,7 @@ class _Api:
             {
                 "now": isoformat(self.store.now()),
                 "requests": self.store.request_counts(),
+                "peak_in_flight": self.store.peak_in_flight,
                 "downloads": dict(self.store.download_counts),
                 "recent": [asdict(r) for r in records],
             }

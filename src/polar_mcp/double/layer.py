@@ -82,9 +82,11 @@ class FaultyApp(Starlette):
                 recorded = True
             await send(message)
 
+        self.store.request_started()
         try:
             await self._serve(scope, receive, self.stamp(scope, recording_send), send)
         finally:
+            self.store.request_ended()
             if not recorded:  # no answer at all (a dropped connection, a failure before the headers)
                 self.store.record(self._record(scope, 0))
 

@@ -295,6 +295,10 @@ class Store:
     """What each minted downloadable id opens: (customer id, benefit id, file id)."""
 
     requests: list[RequestRecord] = field(default_factory=list[RequestRecord])
+    in_flight: int = 0
+    """Requests being answered now."""
+    peak_in_flight: int = 0
+    """The most requests answered at once since the store was made or `peak_in_flight` was set to 0."""
     download_counts: Counter[str] = field(default_factory=Counter[str])
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     """Signs download links and storage URLs."""
@@ -606,6 +610,15 @@ class Store:
         with self._lock:
             left = max((self._blocked.get(i, now) - now for i in identities), default=0.0)
         return math.ceil(left) if left > 0 else None
+
+    def request_started(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def request_ended(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def record(self, record: RequestRecord) -> None:
         """Keep a request in the log."""
