@@ -307,7 +307,9 @@ def instructions_to_first_tools_list(command: Sequence[str], env: Mapping[str, s
 
 def _callgrind_total(folder: Path) -> int | None:
     for dump in folder.glob("out.*.1"):
-        match = re.search(r"^summary: (\d+)$", dump.read_text(errors="replace"), re.MULTILINE)
+        with dump.open("rb") as file:
+            header = file.read(4096).decode(errors="replace")  # the total is in the header, not the 10 MB after
+        match = re.search(r"^summary: (\d+)$", header, re.MULTILINE)
         if match is not None:
             return int(match.group(1))
     return None

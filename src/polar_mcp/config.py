@@ -232,8 +232,8 @@ class Settings(BaseModel):
             return values
         tidied = dict(cast(dict[str, Any], values))
         for name, value in tidied.items():
-            if isinstance(value, str):
-                tidied[name] = _TIDY.get(name, _as_is)(value)
+            if isinstance(value, str) and (tidy := _TIDY.get(name)) is not None:
+                tidied[name] = tidy(value)
         return tidied
 
     @field_validator("max_download_size", "max_sync_size", mode="before")
@@ -352,8 +352,16 @@ class Settings(BaseModel):
         return self.api_url or SERVERS[self.server]
 
 
-def _as_is(value: str) -> Any:
-    return value
+def _stripped_or_none(value: str) -> str | None:
+    return value.strip() or None
+
+
+def _lower(value: str) -> str:
+    return value.strip().lower()
+
+
+def _expanded(value: str) -> Path:
+    return Path(value).expanduser()
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -363,15 +371,15 @@ def _split(value: str) -> tuple[str, ...]:
 # What `Settings._tidy` does to a field's text. Tokens pasted into host configs often carry a stray
 # newline or spaces.
 _TIDY: dict[str, Callable[[str], Any]] = {
-    "customer_session": lambda value: value.strip() or None,
-    "access_token": lambda value: value.strip() or None,
-    "mail_from": lambda value: value.strip() or None,
-    "config_dir": lambda value: Path(value).expanduser(),
-    "download_dir": lambda value: Path(value).expanduser(),
+    "customer_session": _stripped_or_none,
+    "access_token": _stripped_or_none,
+    "mail_from": _stripped_or_none,
+    "config_dir": _expanded,
+    "download_dir": _expanded,
     "allowed_hosts": _split,
-    "server": lambda value: value.strip().lower(),
-    "transport": lambda value: value.strip().lower(),
-    "auth": lambda value: value.strip().lower(),
+    "server": _lower,
+    "transport": _lower,
+    "auth": _lower,
     "log_level": lambda value: value.strip().upper(),
 }
 
