@@ -355,36 +355,40 @@ def http_server_process(
     env = server_env(api_url, "", POLAR_MCP_TIMEOUT="30")
     env.pop("POLAR_CUSTOMER_SESSION")
     env.update(extra_env or {})
-    process = subprocess.Popen(
-        polar_mcp_command("--transport", "http", "--host", "127.0.0.1", "--port", str(port), *args),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=ROOT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"polar-mcp --transport http exited with {process.returncode}")
-            try:
-                if httpx2.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("polar-mcp --transport http did not become healthy")
-            time.sleep(0.05)
-        yield base, process.pid
-    finally:
-        process.terminate()
+    # Its log goes to a file, read only to say why a start failed.
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            polar_mcp_command("--transport", "http", "--host", "127.0.0.1", "--port", str(port), *args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=env,
+            cwd=ROOT,
+        )
+        base = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    said = log.read()[-2000:]
+                    raise RuntimeError(f"polar-mcp --transport http exited with {process.returncode}:\n{said}")
+                try:
+                    if httpx2.get(base + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("polar-mcp --transport http did not become healthy")
+                time.sleep(0.05)
+            yield base, process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 # Runs -------------------------------------------------------------------------------------------
