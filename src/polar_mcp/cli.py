@@ -19,8 +19,8 @@ import anyio
 
 from polar_mcp import __version__
 from polar_mcp.config import OPTIONS, ConfigError, Settings, load_settings
-from polar_mcp.core import QUERY_HELP
 from polar_mcp.exit_codes import ExitCode
+from polar_mcp.help_texts import QUERY_HELP
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer

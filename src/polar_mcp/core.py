@@ -75,10 +75,6 @@ STATIC_RENEW_HINT = (
 )
 
 
-QUERY_HELP = "Part of a file or benefit name; searches every page."
-"""What a search matches, said once for every front end (the tool's argument, the CLI's --query)."""
-
-
 class LazyClient:
     """An `httpx2.AsyncClient` made on first use: building one loads the CA bundle (tens of ms),
     which would otherwise delay every start-up, even one that never calls Polar."""

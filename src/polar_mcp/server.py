@@ -6,14 +6,16 @@ for a model: argument names, which tool gives a value, what to call next.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
+import anyio
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.auth.provider import OAuthAuthorizationServerProvider
@@ -23,31 +25,19 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from polar_mcp import __version__, present
-from polar_mcp.catalog import AmbiguousNameError, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
+from polar_mcp import __version__
 from polar_mcp.config import Settings
-from polar_mcp.core import (
-    QUERY_HELP,
-    ClientFactory,
-    Core,
-    NoPendingCodeError,
-    SignInArgumentError,
-    open_core,
-)
-from polar_mcp.download_failures import DiskFullError, NotEnoughSpaceError, SyncTooLargeError
 from polar_mcp.failure import Failure
-from polar_mcp.polar.errors import AuthenticationError
-from polar_mcp.polar.sessions import TokenSource
-from polar_mcp.polar.signin import (
-    CodeRejectedError,
-    CustomerChoiceRequiredError,
-    InvalidEmailError,
-    SellerNotFoundError,
-    SignInChangedError,
-    SignInRateLimitedError,
-)
-from polar_mcp.signin_store import CodeAttemptsLimitedError, CodeRequestLimitedError, SignInRequiredError
+from polar_mcp.help_texts import QUERY_HELP
 from polar_mcp.untrusted import clean_text
+
+# What answering the handshake and tools/list needs is imported here; the core, Polar's client and
+# the result models load at the first tool call (`CoreOnDemand`, and imports inside the tool bodies
+# and `for_the_model`), so a host sees the tools without waiting for them.
+if TYPE_CHECKING:
+    from polar_mcp import present
+    from polar_mcp.core import ClientFactory, Core
+    from polar_mcp.polar.sessions import TokenSource
 
 INSTRUCTIONS = (
     "Tools for the files this customer bought on Polar.sh. list_downloadables shows files and ids "
@@ -83,7 +73,7 @@ def build_server(
     buyer_source: Callable[[], TokenSource] | None = None,
     auth: AuthSettings | None = None,
     auth_server_provider: OAuthAuthorizationServerProvider[Any, Any, Any] | None = None,
-) -> MCPServer[Core]:
+) -> MCPServer[CoreOnDemand]:
     """The MCP server for `settings`; tests inject an HTTP transport, a whole client factory, a clock.
 
     `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
@@ -93,9 +83,10 @@ def build_server(
     `buyer_source`, which gives the session source of the buyer a request's access token belongs to.
     """
 
-    @asynccontextmanager
-    async def lifespan(_: MCPServer[Core]) -> AsyncGenerator[Core]:
-        async with open_core(
+    def open_core() -> contextlib.AbstractAsyncContextManager[Core]:
+        from polar_mcp.core import open_core
+
+        return open_core(
             settings,
             use_configured_token=use_configured_token,
             http_transport=http_transport,
@@ -103,7 +94,11 @@ def build_server(
             stored_sign_in=stored_sign_in,
             clock=clock,
             buyer_source=buyer_source,
-        ) as core:
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[CoreOnDemand]) -> AsyncGenerator[CoreOnDemand]:
+        async with CoreOnDemand(open_core) as core:
             yield core
 
     offers_sign_in = stored_sign_in and use_configured_token and settings.mode == "none"
@@ -112,7 +107,7 @@ def build_server(
         + ("" if settings.disable_download else DOWNLOAD_INSTRUCTIONS)
         + (SIGN_IN_INSTRUCTIONS if offers_sign_in else "")
     )
-    server: MCPServer[Core] = MCPServer(
+    server: MCPServer[CoreOnDemand] = MCPServer(
         "polar-mcp",
         version=__version__,
         instructions=instructions,
@@ -130,6 +125,36 @@ def build_server(
     return server
 
 
+class CoreOnDemand:
+    """The server's core, opened by the first tool call that needs it and closed with the server.
+
+    The lifespan gives this, not the core: opening the core loads Polar's client, the catalog and the
+    result models, which a start that only answers the handshake and tools/list has no use for. The
+    configured source is announced in the log when the core opens. Calls that arrive together open
+    it once; one that fails to open it leaves the next call to try again.
+    """
+
+    def __init__(self, open_core: Callable[[], contextlib.AbstractAsyncContextManager[Core]]) -> None:
+        self._open_core = open_core
+        self._core: Core | None = None
+        self._lock = anyio.Lock()
+        self._stack = AsyncExitStack()
+
+    async def get(self) -> Core:
+        if self._core is None:
+            async with self._lock:
+                if self._core is None:
+                    self._core = await self._stack.enter_async_context(self._open_core())
+        return self._core
+
+    async def __aenter__(self) -> CoreOnDemand:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._core = None
+        await self._stack.aclose()
+
+
 @dataclass(frozen=True)
 class _Caller:
     """The core, and whose session a call uses (an HTTP caller's bearer, else the configured one)."""
@@ -138,8 +163,8 @@ class _Caller:
     source: TokenSource
 
 
-def _caller(ctx: Context[Core, Any]) -> _Caller:
-    core = ctx.request_context.lifespan_context
+async def _caller(ctx: Context[CoreOnDemand, Any]) -> _Caller:
+    core = await ctx.request_context.lifespan_context.get()
     return _Caller(core, core.source_for(ctx.headers))
 
 
@@ -151,7 +176,7 @@ ItemId = Annotated[str, Field(max_length=100, description="id (or file_id) from 
 ItemName = Annotated[str, Field(max_length=300, description="File name, or a unique part of it.")]
 
 
-def _register_read_tools(server: MCPServer[Core]) -> None:
+def _register_read_tools(server: MCPServer[CoreOnDemand]) -> None:
     @server.tool(title="List purchased files", annotations=READ_ONLY)
     async def list_downloadables(
         me: Caller,
@@ -161,6 +186,8 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
         query: Query = "",
     ) -> CallToolResult:
         """List the files this customer can download from Polar, with ids for get_download_link."""
+        from polar_mcp import present
+
         with _tool_errors(me):
             result = await me.core.list(
                 me.source, benefit_ids=_benefit_ids(benefit_id), page=page, limit=limit, query=query
@@ -170,6 +197,8 @@ def _register_read_tools(server: MCPServer[Core]) -> None:
     @server.tool(title="Get a download link", annotations=READ_ONLY)
     async def get_download_link(me: Caller, downloadable_id: ItemId = "", name: ItemName = "") -> CallToolResult:
         """Get a fresh signed download link for one file, by id or by name. The link expires."""
+        from polar_mcp import present
+
         with _tool_errors(me):
             item = await me.core.find(me.source, downloadable_id=downloadable_id, name=name)
             link = await me.core.link(me.source, item)
@@ -186,16 +215,18 @@ def _benefit_ids(benefit_id: str | list[str] | None) -> list[str]:
     return [benefit_id] if isinstance(benefit_id, str) else benefit_id or []
 
 
-def _register_download_tools(server: MCPServer[Core]) -> None:
+def _register_download_tools(server: MCPServer[CoreOnDemand]) -> None:
     @server.tool(title="Download a purchased file", annotations=WRITES_FILES)
     async def download_file(
         me: Caller,
-        ctx: Context[Core, Any],
+        ctx: Context[CoreOnDemand, Any],
         downloadable_id: ItemId = "",
         name: ItemName = "",
         overwrite: Annotated[bool, Field(description="Replace a different local file of the same name.")] = False,
     ) -> CallToolResult:
         """Save one file into the configured downloads folder, verified by size and SHA-256."""
+        from polar_mcp import present
+
         with _tool_errors(me):
             item = await me.core.find(me.source, downloadable_id=downloadable_id, name=name)
             total = item.file.size
@@ -208,9 +239,11 @@ def _register_download_tools(server: MCPServer[Core]) -> None:
 
     @server.tool(title="Sync the whole library", annotations=WRITES_FILES)
     async def sync_library(
-        me: Caller, ctx: Context[Core, Any], benefit_id: BenefitIds = None, query: Query = ""
+        me: Caller, ctx: Context[CoreOnDemand, Any], benefit_id: BenefitIds = None, query: Query = ""
     ) -> CallToolResult:
         """Save every file (or a benefit's) into the downloads folder, a folder per benefit; fetches only what's new."""
+        from polar_mcp import present
+
         with _tool_errors(me):
 
             async def progress(done: int, total: int) -> None:
@@ -220,7 +253,7 @@ def _register_download_tools(server: MCPServer[Core]) -> None:
         return _result(present.sync_text(result), result)
 
 
-def _register_sign_in_tool(server: MCPServer[Core]) -> None:
+def _register_sign_in_tool(server: MCPServer[CoreOnDemand]) -> None:
     @server.tool(title="Sign in to Polar", description=SIGN_IN_DESCRIPTION, annotations=SIGNS_IN)
     async def sign_in(
         me: Caller,
@@ -237,6 +270,8 @@ def _register_sign_in_tool(server: MCPServer[Core]) -> None:
             str, Field(max_length=100, description="When sign_in lists several customers: the one the user chose.")
         ] = "",
     ) -> CallToolResult:
+        from polar_mcp import present
+
         with _tool_errors(me):
             if code.strip():
                 signed_in = await me.core.complete_sign_in(code, seller=seller, email=email)
@@ -274,6 +309,11 @@ def _tool_errors(me: _Caller) -> Generator[None]:
 
 def for_the_model(failure: Failure, source: TokenSource) -> str:
     """A failure in the tools' terms: argument names, and which tool gives a value."""
+    from polar_mcp import present
+    from polar_mcp.catalog import AmbiguousNameError, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
+    from polar_mcp.download_failures import DiskFullError, NotEnoughSpaceError, SyncTooLargeError
+    from polar_mcp.polar.errors import AuthenticationError
+
     signing_in = _sign_in_wording(failure)
     if signing_in is not None:
         return signing_in
@@ -320,6 +360,17 @@ def for_the_model(failure: Failure, source: TokenSource) -> str:
 
 def _sign_in_wording(failure: Failure) -> str | None:
     """The sign-in failures in the tools' terms: what to ask the user, and how to call sign_in next."""
+    from polar_mcp.core import NoPendingCodeError, SignInArgumentError
+    from polar_mcp.polar.signin import (
+        CodeRejectedError,
+        CustomerChoiceRequiredError,
+        InvalidEmailError,
+        SellerNotFoundError,
+        SignInChangedError,
+        SignInRateLimitedError,
+    )
+    from polar_mcp.signin_store import CodeAttemptsLimitedError, CodeRequestLimitedError, SignInRequiredError
+
     terminal = "or the user can run `polar-mcp login` in a terminal."
     if isinstance(failure, SignInRequiredError):
         if failure.reason == "none":
@@ -387,18 +438,23 @@ def _result(text: str, model: BaseModel) -> CallToolResult:
     )
 
 
-# What each tool's structured content is. The output schema a tool publishes is the one the SDK
+# What each tool's structured content is (`output_models`). The output schema a tool publishes is the one the SDK
 # derives from its model, compacted; they are derived ahead of time into OUTPUT_SCHEMAS (a test checks
 # the file against the models, and UPDATE_TOOLSNAPS=1 rewrites it), because deriving them at start-up
 # was the largest part of registering the tools. A tool returns its own CallToolResult, built from an
 # instance of its model (`_result`), so the SDK has nothing to validate per call.
-OUTPUT_MODELS: dict[str, type[BaseModel]] = {
-    "list_downloadables": present.DownloadablesList,
-    "get_download_link": present.DownloadLink,
-    "download_file": present.DownloadedFile,
-    "sync_library": present.SyncResult,
-    "sign_in": present.SignInState,
-}
+def output_models() -> dict[str, type[BaseModel]]:
+    from polar_mcp import present
+
+    return {
+        "list_downloadables": present.DownloadablesList,
+        "get_download_link": present.DownloadLink,
+        "download_file": present.DownloadedFile,
+        "sync_library": present.SyncResult,
+        "sign_in": present.SignInState,
+    }
+
+
 OUTPUT_SCHEMAS = Path(__file__).with_name("output_schemas.json")
 
 
@@ -416,13 +472,13 @@ def derived_output_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def _publish_output_schemas(server: MCPServer[Core]) -> None:
+def _publish_output_schemas(server: MCPServer[CoreOnDemand]) -> None:
     schemas = json.loads(OUTPUT_SCHEMAS.read_text(encoding="utf-8"))
     for tool in server._tool_manager.list_tools():  # pyright: ignore[reportPrivateUsage]
         tool.fn_metadata.output_schema = schemas[tool.name]
 
 
-def _compact_schemas(server: MCPServer[Core]) -> None:
+def _compact_schemas(server: MCPServer[CoreOnDemand]) -> None:
     """Trim generated schema noise that costs the model context and says nothing.
 
     Titles repeat property names; `null` branches and `default: null` describe what omitting a key

@@ -21,15 +21,24 @@ from polar_mcp.double.store import Store
 pytestmark = pytest.mark.anyio
 
 
+def _demo_token(store: Store) -> str:
+    return store.issue_session(store.customer_by_external_id(DEMO_CUSTOMER_EXTERNAL_ID).id)
+
+
+def _launched(double: RunningDouble, token: str, **env: str) -> StdioServerParameters:
+    """`python -m polar_mcp` as a host launches it, against the double, with `env` added."""
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "polar_mcp"],
+        env={"POLAR_API_URL": double.base_url, "POLAR_CUSTOMER_SESSION": token, **env},
+    )
+
+
 async def test_a_host_launched_server_lists_searches_and_links_without_leaking_the_token(
     store: Store, double: RunningDouble
 ) -> None:
-    token = store.issue_session(store.customer_by_external_id(DEMO_CUSTOMER_EXTERNAL_ID).id)
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "polar_mcp"],
-        env={"POLAR_API_URL": double.base_url, "POLAR_CUSTOMER_SESSION": token, "POLAR_MCP_LOG_LEVEL": "DEBUG"},
-    )
+    token = _demo_token(store)
+    params = _launched(double, token, POLAR_MCP_LOG_LEVEL="DEBUG")
     outputs: list[str] = []
     with tempfile.TemporaryFile("w+") as errlog:
         async with Client(stdio_client(params, errlog=errlog)) as client:
@@ -117,3 +126,31 @@ def test_stdout_carries_only_json_rpc_even_when_the_server_warns(env: dict[str, 
     assert call["result"]["isError"] is True
     assert process.returncode == 0
     assert stderr  # the warning went to stderr, not stdout
+
+
+def _imported(importtime_log: str) -> set[str]:
+    """Module names from `-X importtime` lines: "import time: self | cumulative | name"."""
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in importtime_log.splitlines()
+        if line.startswith("import time:") and "[us]" not in line
+    }
+
+
+async def test_the_tools_are_listed_before_the_core_loads_and_the_first_call_loads_it(
+    store: Store, double: RunningDouble
+) -> None:
+    params = _launched(double, _demo_token(store), PYTHONPROFILEIMPORTTIME="1")
+    core_side = {"polar_mcp.core", "polar_mcp.catalog", "polar_mcp.polar.client", "polar_mcp.present"}
+    with tempfile.TemporaryFile("w+") as errlog:
+        async with Client(stdio_client(params, errlog=errlog)) as client:
+            assert len((await client.list_tools()).tools) == 4
+            errlog.seek(0)
+            at_start = _imported(errlog.read())
+            listing = await client.call_tool("list_downloadables", {})
+            errlog.seek(0)
+            after_call = _imported(errlog.read())
+    assert "polar_mcp.server" in at_start  # the log is read
+    assert not core_side & at_start
+    assert not listing.is_error
+    assert core_side <= after_call

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from polar_mcp.config import load_settings
-from polar_mcp.server import OUTPUT_MODELS, OUTPUT_SCHEMAS, build_server, derived_output_schema
+from polar_mcp.server import OUTPUT_SCHEMAS, build_server, derived_output_schema, output_models
 from tests.helpers.polar import CUSTOMER_TOKEN
 from tests.helpers.snapshot import assert_matches_snapshot
 
 
 def test_the_published_output_schemas_are_those_the_sdk_derives_from_the_present_models() -> None:
-    derived = {name: derived_output_schema(model) for name, model in OUTPUT_MODELS.items()}
+    derived = {name: derived_output_schema(model) for name, model in output_models().items()}
 
     assert_matches_snapshot(OUTPUT_SCHEMAS, derived)
 
@@ -22,6 +22,6 @@ def test_every_tool_publishes_its_models_schema_and_no_tool_lacks_one() -> None:
     bearer = build_server(load_settings({"POLAR_CUSTOMER_SESSION": CUSTOMER_TOKEN}))
     tools = {tool.name: tool for s in (server, bearer) for tool in s._tool_manager.list_tools()}  # pyright: ignore[reportPrivateUsage]
 
-    assert sorted(tools) == sorted(OUTPUT_MODELS)
+    assert sorted(tools) == sorted(output_models())
     for name, tool in tools.items():
         assert tool.output_schema == published[name]
