@@ -4,8 +4,6 @@ Each tool turns its arguments into one call of the core and words what comes bac
 for a model: argument names, which tool gives a value, what to call next.
 """
 
-from __future__ import annotations
-
 import contextlib
 import json
 import time
@@ -33,7 +31,10 @@ from polar_mcp.untrusted import clean_text
 
 # What answering the handshake and tools/list needs is imported here; the core, Polar's client and
 # the result models load at the first tool call (`CoreOnDemand`, and imports inside the tool bodies
-# and `for_the_model`), so a host sees the tools without waiting for them.
+# and `for_the_model`), so a host sees the tools without waiting for them. No `from __future__ import
+# annotations` here: the SDK reads every tool's signature when it registers it, and annotations that
+# are objects already spare it evaluating each one from a string. Those that name the core's types
+# are therefore written as strings.
 if TYPE_CHECKING:
     from polar_mcp import present
     from polar_mcp.core import ClientFactory, Core
@@ -67,13 +68,13 @@ def build_server(
     *,
     use_configured_token: bool = True,
     http_transport: httpx2.AsyncBaseTransport | None = None,
-    make_client: ClientFactory | None = None,
+    make_client: "ClientFactory | None" = None,
     stored_sign_in: bool = False,
     clock: Callable[[], float] = time.time,
-    buyer_source: Callable[[], TokenSource] | None = None,
+    buyer_source: "Callable[[], TokenSource] | None" = None,
     auth: AuthSettings | None = None,
     auth_server_provider: OAuthAuthorizationServerProvider[Any, Any, Any] | None = None,
-) -> MCPServer[CoreOnDemand]:
+) -> "MCPServer[CoreOnDemand]":
     """The MCP server for `settings`; tests inject an HTTP transport, a whole client factory, a clock.
 
     `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
@@ -83,7 +84,7 @@ def build_server(
     `buyer_source`, which gives the session source of the buyer a request's access token belongs to.
     """
 
-    def open_core() -> contextlib.AbstractAsyncContextManager[Core]:
+    def open_core() -> "contextlib.AbstractAsyncContextManager[Core]":
         from polar_mcp.core import open_core
 
         return open_core(
@@ -97,7 +98,7 @@ def build_server(
         )
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer[CoreOnDemand]) -> AsyncGenerator[CoreOnDemand]:
+    async def lifespan(_: "MCPServer[CoreOnDemand]") -> "AsyncGenerator[CoreOnDemand]":
         async with CoreOnDemand(open_core) as core:
             yield core
 
@@ -134,20 +135,20 @@ class CoreOnDemand:
     it once; one that fails to open it leaves the next call to try again.
     """
 
-    def __init__(self, open_core: Callable[[], contextlib.AbstractAsyncContextManager[Core]]) -> None:
+    def __init__(self, open_core: "Callable[[], contextlib.AbstractAsyncContextManager[Core]]") -> None:
         self._open_core = open_core
         self._core: Core | None = None
         self._lock = anyio.Lock()
         self._stack = AsyncExitStack()
 
-    async def get(self) -> Core:
+    async def get(self) -> "Core":
         if self._core is None:
             async with self._lock:
                 if self._core is None:
                     self._core = await self._stack.enter_async_context(self._open_core())
         return self._core
 
-    async def __aenter__(self) -> CoreOnDemand:
+    async def __aenter__(self) -> "CoreOnDemand":
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -159,8 +160,8 @@ class CoreOnDemand:
 class _Caller:
     """The core, and whose session a call uses (an HTTP caller's bearer, else the configured one)."""
 
-    core: Core
-    source: TokenSource
+    core: "Core"
+    source: "TokenSource"
 
 
 async def _caller(ctx: Context[CoreOnDemand, Any]) -> _Caller:
@@ -176,7 +177,7 @@ ItemId = Annotated[str, Field(max_length=100, description="id (or file_id) from 
 ItemName = Annotated[str, Field(max_length=300, description="File name, or a unique part of it.")]
 
 
-def _register_read_tools(server: MCPServer[CoreOnDemand]) -> None:
+def _register_read_tools(server: "MCPServer[CoreOnDemand]") -> None:
     @server.tool(title="List purchased files", annotations=READ_ONLY)
     async def list_downloadables(
         me: Caller,
@@ -215,7 +216,7 @@ def _benefit_ids(benefit_id: str | list[str] | None) -> list[str]:
     return [benefit_id] if isinstance(benefit_id, str) else benefit_id or []
 
 
-def _register_download_tools(server: MCPServer[CoreOnDemand]) -> None:
+def _register_download_tools(server: "MCPServer[CoreOnDemand]") -> None:
     @server.tool(title="Download a purchased file", annotations=WRITES_FILES)
     async def download_file(
         me: Caller,
@@ -253,7 +254,7 @@ def _register_download_tools(server: MCPServer[CoreOnDemand]) -> None:
         return _result(present.sync_text(result), result)
 
 
-def _register_sign_in_tool(server: MCPServer[CoreOnDemand]) -> None:
+def _register_sign_in_tool(server: "MCPServer[CoreOnDemand]") -> None:
     @server.tool(title="Sign in to Polar", description=SIGN_IN_DESCRIPTION, annotations=SIGNS_IN)
     async def sign_in(
         me: Caller,
@@ -281,7 +282,7 @@ def _register_sign_in_tool(server: MCPServer[CoreOnDemand]) -> None:
         return _result(_code_sent_text(state), state)
 
 
-def _code_sent_text(state: present.SignInState) -> str:
+def _code_sent_text(state: "present.SignInState") -> str:
     return (
         f"If {state.email} bought from {state.seller}, a code is on its way (Polar does not say whether it did). "
         f"Ask the user for the 6-character code Polar sent to {state.email}, then call sign_in with code. The code "
@@ -289,7 +290,7 @@ def _code_sent_text(state: present.SignInState) -> str:
     )
 
 
-def _signed_in_text(state: present.SignInState) -> str:
+def _signed_in_text(state: "present.SignInState") -> str:
     who = f"{state.name} ({state.email})" if state.name else state.email
     minutes = round((state.expires_in_seconds or 0) / 60)
     return (
@@ -307,7 +308,7 @@ def _tool_errors(me: _Caller) -> Generator[None]:
         raise ToolError(for_the_model(failure, me.source)) from None
 
 
-def for_the_model(failure: Failure, source: TokenSource) -> str:
+def for_the_model(failure: Failure, source: "TokenSource") -> str:
     """A failure in the tools' terms: argument names, and which tool gives a value."""
     from polar_mcp import present
     from polar_mcp.catalog import AmbiguousNameError, InvalidArgumentError, ItemNotFoundError, NoUsableLinkError
@@ -472,13 +473,13 @@ def derived_output_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def _publish_output_schemas(server: MCPServer[CoreOnDemand]) -> None:
+def _publish_output_schemas(server: "MCPServer[CoreOnDemand]") -> None:
     schemas = json.loads(OUTPUT_SCHEMAS.read_text(encoding="utf-8"))
     for tool in server._tool_manager.list_tools():  # pyright: ignore[reportPrivateUsage]
         tool.fn_metadata.output_schema = schemas[tool.name]
 
 
-def _compact_schemas(server: MCPServer[CoreOnDemand]) -> None:
+def _compact_schemas(server: "MCPServer[CoreOnDemand]") -> None:
     """Trim generated schema noise that costs the model context and says nothing.
 
     Titles repeat property names; `null` branches and `default: null` describe what omitting a key
