@@ -275,6 +275,16 @@ def start_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) ->
     return elapsed, cpu, session.raw
 
 
+def start_to_first_call(command: Sequence[str], env: Mapping[str, str]) -> float:
+    """Seconds from spawning the server to its answer to the first list_downloadables, sent after the
+    tools/list a host sends first: what a start costs the person waiting for the first answer."""
+    with StdioSession(command, env) as session:
+        session.initialize()
+        session.request("tools/list")
+        session.call_tool("list_downloadables", {})
+        return time.perf_counter() - session.started_at
+
+
 def instructions_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) -> int | None:
     """Instructions the server executes from its start to its answer to the first tools/list, counted
     by valgrind's callgrind; None where valgrind is not installed.

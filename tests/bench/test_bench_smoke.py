@@ -19,7 +19,9 @@ from bench import cases, harness
 SDK_INSTALLED = importlib.util.find_spec("polar") is not None
 
 TINY: dict[str, Callable[[], harness.CaseResult]] = {
-    "cold_start": lambda: cases.cold_start(runs=1, spawns=1, importtime=False, warm_up=False, instructions=False),
+    "cold_start": lambda: cases.cold_start(
+        runs=1, spawns=1, importtime=False, warm_up=False, instructions=False, first_call_starts=1
+    ),
     "tool_call_overhead": lambda: cases.tool_call_overhead(runs=1, iterations=2, items=10, latency=0.0),
     "catalog_search": lambda: cases.catalog_search(runs=1, items=150, benefits=3, latency=0.0, query="item-00012"),
     "context_cost": lambda: cases.context_cost(items=10),
