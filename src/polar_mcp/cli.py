@@ -6,7 +6,6 @@ stdio path (HTTP serving, the double, the CLI commands) happen only when asked f
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -23,11 +22,15 @@ from polar_mcp.exit_codes import ExitCode
 from polar_mcp.help_texts import QUERY_HELP
 
 if TYPE_CHECKING:
+    import argparse
+
     from mcp.server import MCPServer
 
 
 def _options_parser(*, suppress: bool) -> argparse.ArgumentParser:
     """Global flags, accepted before or after a command (only given values override)."""
+    import argparse  # not at the top: a start with no arguments never needs it
+
     parser = argparse.ArgumentParser(add_help=False)
     default: Any = argparse.SUPPRESS if suppress else None
     for option in OPTIONS:
@@ -56,6 +59,8 @@ def _options_parser(*, suppress: bool) -> argparse.ArgumentParser:
 
 def _serve_parser() -> argparse.ArgumentParser:
     """The global flags alone, as `build_parser` reads them when no command is given."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="polar-mcp", parents=[_options_parser(suppress=False)], allow_abbrev=False, exit_on_error=False
     )
@@ -71,6 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     pay. Anything else (a command, help, the version, a mistake) goes to the full parser, which also
     words any error.
     """
+    import argparse
+
     tokens = sys.argv[1:] if argv is None else list(argv)
     if not any(token in ("-h", "--help", "--version") for token in tokens):
         with contextlib.suppress(argparse.ArgumentError):
@@ -81,6 +88,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="polar-mcp",
         description="MCP server for the files a customer bought on Polar.sh. With no command it serves MCP.",
@@ -166,9 +175,12 @@ def configure_logging(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `polar-mcp` console script and `python -m polar_mcp`."""
-    args = parse_args(argv)
+    tokens = sys.argv[1:] if argv is None else list(argv)
+    # How hosts launch it: no arguments, the settings in the environment. Then there is nothing to parse.
+    args = parse_args(tokens) if tokens else None
+    command: str | None = None if args is None else args.command
     overrides = {option.field: getattr(args, option.field, None) for option in OPTIONS if option.flag}
-    if args.command == "hosted":
+    if command == "hosted":
         # The operator's commands read the server's settings, whatever POLAR_MCP_AUTH says here.
         overrides["auth"] = "signin"
     try:
@@ -176,12 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"polar-mcp: {error}", file=sys.stderr)
         return ExitCode.CONFIG
-    command: str | None = args.command
     # Commands report failures themselves; their logs stay quiet unless DEBUG is asked for.
     level = settings.log_level if command is None or settings.log_level == "DEBUG" else "ERROR"
     configure_logging(level)
-    with _maybe_demo(settings, enabled=bool(args.demo)) as effective:
-        if command is None:
+    with _maybe_demo(settings, enabled=args is not None and bool(args.demo)) as effective:
+        if args is None or command is None:
             return _serve(effective)
         if command == "hosted":
             from polar_mcp.hosted import operator

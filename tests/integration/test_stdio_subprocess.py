@@ -152,5 +152,6 @@ async def test_the_tools_are_listed_before_the_core_loads_and_the_first_call_loa
             after_call = _imported(errlog.read())
     assert "polar_mcp.server" in at_start  # the log is read
     assert not core_side & at_start
+    assert "argparse" not in at_start  # launched with no arguments, as hosts do: nothing to parse
     assert not listing.is_error
     assert core_side <= after_call
