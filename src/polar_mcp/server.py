@@ -4,11 +4,10 @@ Each tool turns its arguments into one call of the core and words what comes bac
 for a model: argument names, which tool gives a value, what to call next.
 """
 
-import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -84,7 +83,7 @@ def build_server(
     `buyer_source`, which gives the session source of the buyer a request's access token belongs to.
     """
 
-    def open_core() -> "contextlib.AbstractAsyncContextManager[Core]":
+    def open_this_core() -> "AbstractAsyncContextManager[Core]":
         from polar_mcp.core import open_core
 
         return open_core(
@@ -99,7 +98,7 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: "MCPServer[CoreOnDemand]") -> "AsyncGenerator[CoreOnDemand]":
-        async with CoreOnDemand(open_core) as core:
+        async with CoreOnDemand(open_this_core) as core:
             yield core
 
     offers_sign_in = stored_sign_in and use_configured_token and settings.mode == "none"
@@ -135,7 +134,7 @@ class CoreOnDemand:
     it once; one that fails to open it leaves the next call to try again.
     """
 
-    def __init__(self, open_core: "Callable[[], contextlib.AbstractAsyncContextManager[Core]]") -> None:
+    def __init__(self, open_core: "Callable[[], AbstractAsyncContextManager[Core]]") -> None:
         self._open_core = open_core
         self._core: Core | None = None
         self._lock = anyio.Lock()
