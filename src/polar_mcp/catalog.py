@@ -13,8 +13,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from types import MappingProxyType
+from typing import Literal, NamedTuple, TypeVar
 
 import anyio
 
@@ -117,8 +117,7 @@ class NoUsableLinkError(CatalogError):
         self.item = item
 
 
-@dataclass(frozen=True)
-class Listing:
+class Listing(NamedTuple):
     """One page of results, from Polar's pages or from a filtered whole-catalog search."""
 
     items: list[Downloadable]
@@ -126,47 +125,63 @@ class Listing:
     limit: int
     total_count: int
     max_page: int
-    names: Mapping[str, BenefitName] = field(default_factory=dict[str, "BenefitName"])
+    names: Mapping[str, BenefitName] = MappingProxyType({})
 
     @property
     def has_more(self) -> bool:
         return self.page < self.max_page
 
 
-@dataclass(frozen=True)
-class BenefitName:
+class BenefitName(NamedTuple):
     """What a customer calls a benefit, and who sold it (either may be unknown)."""
 
     name: str | None
     seller: str | None
 
 
-@dataclass
 class _Names:
     """One principal's benefit names, as of one fetch of the benefit grants."""
 
-    by_benefit: dict[str, BenefitName] = field(default_factory=dict[str, BenefitName])
-    fetched_at: float = -math.inf
-    missing: set[str] = field(default_factory=set[str])
-    """Benefits asked for and still without a name: not looked for again before the names go stale."""
+    __slots__ = ("by_benefit", "fetched_at", "missing")
+
+    def __init__(
+        self,
+        by_benefit: dict[str, BenefitName] | None = None,
+        fetched_at: float = -math.inf,
+        missing: set[str] | None = None,
+    ) -> None:
+        self.by_benefit: dict[str, BenefitName] = {} if by_benefit is None else by_benefit
+        self.fetched_at = fetched_at
+        self.missing: set[str] = set() if missing is None else missing
+        """Benefits asked for and still without a name: not looked for again before the names go stale."""
 
 
-@dataclass
 class _Memory:
     """What one principal's listings taught us."""
 
-    names: _Names = field(default_factory=_Names)
-    names_fetch: anyio.Event | None = None
-    """Set while a fetch of the benefit names is under way: later askers wait for it, not start another."""
-    names_fetches: int = 0
-    """Fetches of the names started so far: a listing does not fetch again if one started meanwhile."""
+    __slots__ = (
+        "accepted_at",
+        "by_file_id",
+        "items",
+        "names",
+        "names_fetch",
+        "names_fetches",
+        "snapshot",
+        "snapshot_at",
+    )
 
-    items: dict[str, Downloadable] = field(default_factory=dict[str, Downloadable])
-    by_file_id: dict[str, str] = field(default_factory=dict[str, str])
-    snapshot: list[str] | None = None
-    snapshot_at: float = -math.inf
-    accepted_at: float = -math.inf
-    """When Polar last answered a listing with this principal's token."""
+    def __init__(self) -> None:
+        self.names = _Names()
+        self.names_fetch: anyio.Event | None = None
+        """Set while a fetch of the benefit names is under way: later askers wait for it, not start another."""
+        self.names_fetches = 0
+        """Fetches of the names started so far: a listing does not fetch again if one started meanwhile."""
+        self.items: dict[str, Downloadable] = {}
+        self.by_file_id: dict[str, str] = {}
+        self.snapshot: list[str] | None = None
+        self.snapshot_at = -math.inf
+        self.accepted_at = -math.inf
+        """When Polar last answered a listing with this principal's token."""
 
 
 def _searchable(item: Downloadable, names: Mapping[str, BenefitName]) -> str:

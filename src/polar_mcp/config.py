@@ -5,16 +5,13 @@ setting has a flag (the name without its prefix, lowercase, dashes) except secre
 command line would show in `ps`.
 """
 
-from __future__ import annotations
-
 import ipaddress
 import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -37,8 +34,7 @@ _UNFILLED_REFERENCE = re.compile(r"\$\{[^}]*\}")
 SERVERS = {"production": "https://api.polar.sh", "sandbox": "https://sandbox-api.polar.sh"}
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One setting: its field, environment variable, flag (None for secrets) and help text."""
 
     field: str
@@ -307,7 +303,7 @@ class Settings(BaseModel):
         return None if value is None else parse_email(value)
 
     @model_validator(mode="after")
-    def _check_minting(self) -> Settings:
+    def _check_minting(self) -> "Settings":
         if self.customer_id is not None and self.external_customer_id is not None:
             raise ValueError("set only one of POLAR_CUSTOMER_ID and POLAR_EXTERNAL_CUSTOMER_ID")
         if self.member_id is not None and self.external_member_id is not None:

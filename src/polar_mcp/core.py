@@ -19,7 +19,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import anyio
 import httpx2
@@ -93,8 +93,7 @@ class LazyClient:
             await self._client.aclose()
 
 
-@dataclass(frozen=True)
-class Health:
+class Health(NamedTuple):
     """What `doctor` reports: the credentials in use, whether Polar answers, and the session's state."""
 
     credentials: str
@@ -130,8 +129,7 @@ class SignInUnavailableError(Failure):
         super().__init__("Signing in with an e-mail code is available over stdio and in the CLI only.")
 
 
-@dataclass(frozen=True)
-class Credential:
+class Credential(NamedTuple):
     """One of the three ways to a session, in order of precedence: whether it is there and used."""
 
     name: str

@@ -4,8 +4,6 @@ Keys with no value are left out. Untrusted strings from Polar are neutralised he
 structured and the text form, so neither can carry control characters or forged lines.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -349,12 +347,12 @@ class SyncPlan(_Out):
     gone: list[str]
 
 
-def _relative(planned: Planned, saved: SavedFile | None) -> str:
+def _relative(planned: "Planned", saved: "SavedFile | None") -> str:
     # A file is always saved in its benefit's folder, under its own name or the next free one.
     return f"{planned.folder}/{saved.name if saved is not None else planned.name}"
 
 
-def sync_result(plan: Plan, outcomes: Sequence[Outcome]) -> SyncResult:
+def sync_result(plan: "Plan", outcomes: "Sequence[Outcome]") -> SyncResult:
     files = [
         SyncedFile(
             path=_relative(outcome.planned, outcome.saved),
@@ -378,7 +376,7 @@ def sync_result(plan: Plan, outcomes: Sequence[Outcome]) -> SyncResult:
     return SyncResult(folder=str(plan.root), counts=counts, files=files, gone=plan.gone)
 
 
-def sync_plan(plan: Plan) -> SyncPlan:
+def sync_plan(plan: "Plan") -> SyncPlan:
     files = [
         PlannedFile(
             path=_relative(planned, planned.present),

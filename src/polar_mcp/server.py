@@ -8,9 +8,8 @@ import json
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, cast
 
 import anyio
 import httpx2
@@ -155,8 +154,7 @@ class CoreOnDemand:
         await self._stack.aclose()
 
 
-@dataclass(frozen=True)
-class _Caller:
+class _Caller(NamedTuple):
     """The core, and whose session a call uses (an HTTP caller's bearer, else the configured one)."""
 
     core: "Core"

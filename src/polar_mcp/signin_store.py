@@ -6,8 +6,6 @@ restart still completes), and the times codes were asked for, which the local li
 restart does not reset it). Writes are atomic: a temporary file in the same folder, then `os.replace`.
 """
 
-from __future__ import annotations
-
 import contextlib
 import json
 import logging
@@ -16,10 +14,9 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from pydantic import SecretStr
 
@@ -49,8 +46,7 @@ def default_config_dir(environ: Mapping[str, str]) -> Path:
     return (Path(base) if base else Path.home() / ".config") / "polar-mcp"
 
 
-@dataclass(frozen=True)
-class Seller:
+class Seller(NamedTuple):
     """A seller as signed in to: Polar's organization id, its slug (portal address) and name."""
 
     id: str
@@ -62,8 +58,7 @@ class Seller:
         return wanted in (self.id, self.slug)
 
 
-@dataclass(frozen=True)
-class SignedIn:
+class SignedIn(NamedTuple):
     """A session a code was exchanged for, and whose it is."""
 
     api: str
@@ -81,8 +76,7 @@ class SignedIn:
         return mask_email(self.email)
 
 
-@dataclass(frozen=True)
-class PendingCode:
+class PendingCode(NamedTuple):
     """A code asked for and not yet exchanged: which seller and e-mail it was sent for."""
 
     api: str
@@ -493,7 +487,7 @@ class StoredSession:
         if known is None:
             raise SignInRequiredError("none", seller=self._organization)
         # Remembered as expired, so the next call says so at once instead of asking Polar again.
-        self._current = replace(known, expires_at=min(known.expires_at, self._store.now()))
+        self._current = known._replace(expires_at=min(known.expires_at, self._store.now()))
         raise SignInRequiredError("rejected", seller=known.seller.name, email=known.email)
 
     def _expired(self, signed_in: SignedIn) -> bool:

@@ -280,7 +280,7 @@ def test_an_expired_sign_in_says_run_login_and_doctor_shows_it(
     store = SignInStore(home / ".config" / "polar-mcp")
     settings = load_settings({"POLAR_API_URL": api})
     (signed_in,) = store.sessions(settings.base_url)
-    store.save(signed_in.__class__(**{**signed_in.__dict__, "expires_at": signed_in.signed_in_at}))
+    store.save(signed_in._replace(expires_at=signed_in.signed_in_at))
     run = cli("list")
     assert (run.code, run.messages) == (
         3,

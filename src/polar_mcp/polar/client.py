@@ -12,8 +12,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import anyio
 import httpx2
@@ -58,8 +57,7 @@ PageHook = Callable[[Sequence[Downloadable]], None]
 """Called with each page of a whole-catalog scan as it arrives."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """Retries on 408/429/5xx and connection errors only, with capped exponential backoff."""
 
     max_retries: int = 2
@@ -67,8 +65,7 @@ class RetryPolicy:
     max_delay: float = 8.0
 
 
-@dataclass(frozen=True)
-class ClientLimits:
+class ClientLimits(NamedTuple):
     """Bounds that protect Polar's rate limit and our memory."""
 
     # Rate limits count requests, not concurrency: a whole-catalog scan sends the same requests either

@@ -3,8 +3,6 @@
 Only what polar-mcp uses is declared; Polar may add fields at any time without breaking us.
 """
 
-from __future__ import annotations
-
 import base64
 import binascii
 import re

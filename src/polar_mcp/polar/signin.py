@@ -6,12 +6,9 @@ limit (6 a minute, 12 an hour per address, then a 15-minute block of the whole A
 calls is ever retried: a code is asked for only when a person asks.
 """
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
@@ -102,8 +99,7 @@ class SignInRateLimitedError(SignInError):
         )
 
 
-@dataclass(frozen=True)
-class CustomerChoice:
+class CustomerChoice(NamedTuple):
     """One of the customers an e-mail belongs to at a seller (id and name only)."""
 
     id: str
