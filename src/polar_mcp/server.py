@@ -5,6 +5,7 @@ for a model: argument names, which tool gives a value, what to call next.
 """
 
 import json
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from polar_mcp import present
     from polar_mcp.core import ClientFactory, Core
     from polar_mcp.polar.sessions import TokenSource
+
+logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Tools for the files this customer bought on Polar.sh. list_downloadables shows files and ids "
@@ -130,18 +133,25 @@ class CoreOnDemand:
     The lifespan gives this, not the core: opening the core loads Polar's client, the catalog and the
     result models, which a start that only answers the handshake and tools/list has no use for. The
     configured source is announced in the log when the core opens. Calls that arrive together open
-    it once; one that fails to open it leaves the next call to try again.
+    it once; one that fails to open it leaves the next call to try again; none opens it once the
+    server is closing.
+
+    A call's task opens the core and the lifespan's task closes it, so `core.open_core` must hold no
+    cancel scope or task group across its `yield` (anyio ties those to the task that entered them).
     """
 
     def __init__(self, open_core: "Callable[[], AbstractAsyncContextManager[Core]]") -> None:
         self._open_core = open_core
         self._core: Core | None = None
+        self._closed = False
         self._lock = anyio.Lock()
         self._stack = AsyncExitStack()
 
     async def get(self) -> "Core":
         if self._core is None:
             async with self._lock:
+                if self._closed:
+                    raise RuntimeError("the server is shutting down")
                 if self._core is None:
                     self._core = await self._stack.enter_async_context(self._open_core())
         return self._core
@@ -150,7 +160,9 @@ class CoreOnDemand:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        self._core = None
+        async with self._lock:  # an opening under way finishes first, and is closed here
+            self._closed = True
+            self._core = None
         await self._stack.aclose()
 
 
@@ -162,7 +174,17 @@ class _Caller(NamedTuple):
 
 
 async def _caller(ctx: Context[CoreOnDemand, Any]) -> _Caller:
-    core = await ctx.request_context.lifespan_context.get()
+    try:
+        core = await ctx.request_context.lifespan_context.get()
+    except Failure as failure:
+        raise ToolError(failure.message) from None
+    except Exception as error:
+        # Not a failure the core words (a missing home folder, an unreadable file): the log has the traceback.
+        logger.exception("could not open polar-mcp's core")
+        raise ToolError(
+            f"polar-mcp could not start its connection to Polar ({type(error).__name__}: "
+            f"{clean_text(str(error), 200)}). The server's log (stderr) has the details; the next call tries again."
+        ) from None
     return _Caller(core, core.source_for(ctx.headers))
 
 

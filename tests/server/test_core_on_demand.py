@@ -8,9 +8,14 @@ from typing import cast
 
 import anyio
 import pytest
+from mcp import Client
 
+from polar_mcp.config import load_settings
 from polar_mcp.core import Core
-from polar_mcp.server import CoreOnDemand
+from polar_mcp.polar.client import HttpClientSource, PolarClient
+from polar_mcp.server import CoreOnDemand, build_server
+from tests.helpers.host import text_of
+from tests.helpers.polar import CUSTOMER_TOKEN, FAR_FUTURE, FakePolar, downloadable
 
 pytestmark = pytest.mark.anyio
 
@@ -86,3 +91,40 @@ async def test_a_core_that_fails_to_open_fails_that_call_and_the_next_call_opens
             await cores.get()
         assert await cores.get() == "core 2"
     assert (opener.opened, opener.closed) == (2, 1)
+
+
+async def test_once_the_server_closes_no_call_opens_a_core() -> None:
+    opener = Opener()
+    opener.release.set()
+    async with CoreOnDemand(opener) as cores:
+        pass
+    with pytest.raises(RuntimeError, match="shutting down"):
+        await cores.get()
+    assert opener.opened == 0
+
+
+async def test_a_core_that_cannot_open_is_a_tool_error_that_says_where_to_look_and_the_next_call_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    polar = FakePolar(valid_tokens={CUSTOMER_TOKEN}, items=[downloadable(1, "Rust Ebook.pdf", expires_at=FAR_FUTURE)])
+    settings = load_settings({"POLAR_CUSTOMER_SESSION": CUSTOMER_TOKEN, "POLAR_MCP_TIMEOUT": "5"})
+    attempts: list[int] = []
+
+    def make_client(http: HttpClientSource) -> PolarClient:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("Could not determine home directory.")
+        return PolarClient(http, timeout=settings.timeout)
+
+    server = build_server(settings, http_transport=polar.transport(), make_client=make_client)
+    async with Client(server) as client:
+        failed = await client.call_tool("list_downloadables", {})
+        listed = await client.call_tool("list_downloadables", {})
+    assert failed.is_error
+    assert text_of(failed) == (
+        "Error executing tool list_downloadables: polar-mcp could not start its connection to Polar (RuntimeError: "
+        "Could not determine home directory.). The server's log (stderr) has the details; the next call tries again."
+    )
+    assert "could not open polar-mcp's core" in caplog.messages
+    assert not listed.is_error
+    assert len(attempts) == 2
