@@ -7,6 +7,7 @@ stdio path (HTTP serving, the double, the CLI commands) happen only when asked f
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -219,8 +220,19 @@ def _serve(settings: Settings) -> int:
         return ExitCode.CONFIG
     from polar_mcp.server import build_server
 
-    anyio.run(_serve_stdio, build_server(settings, stored_sign_in=True))
+    server = build_server(settings, stored_sign_in=True)
+    settle_heap()
+    anyio.run(_serve_stdio, server)
     return ExitCode.OK
+
+
+def settle_heap() -> None:
+    """Leave what start-up made (modules, classes, the server) out of every later garbage collection.
+
+    A whole-catalog search makes thousands of objects, enough to start a full collection, which
+    otherwise walks everything start-up made too: about 100 ms of a second search's 200 ms of CPU.
+    """
+    gc.freeze()
 
 
 CLEANUP_GRACE = 0.2

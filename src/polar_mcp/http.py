@@ -7,6 +7,7 @@ POLAR_MCP_ALLOWED_HOSTS. `serve` is what `polar-mcp --transport http` runs.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -177,6 +178,7 @@ def serve(settings: Settings) -> None:
         "proxy_headers": settings.auth != "signin",
     }
     if settings.workers == 1:
+        gc.freeze()  # as a stdio start does (cli.settle_heap): later collections skip what start-up made
         uvicorn.run(app, **common)
         return
     # Each worker is a fresh process that builds the app from the environment, flags included.

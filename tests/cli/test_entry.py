@@ -6,6 +6,7 @@ import pytest
 
 from polar_mcp import __version__
 from polar_mcp import cli as cli_module
+from polar_mcp.config import load_settings
 from polar_mcp.double.runner import RunningDouble
 from tests.helpers.cli import DEMO_TABLE, Cli, table
 
@@ -145,3 +146,15 @@ def test_a_mistake_on_a_server_start_is_worded_by_the_full_parser(
     assert exited.value.code == 2
     assert error in err
     assert err == capsys.readouterr().err
+
+
+def test_a_stdio_start_leaves_its_heap_out_of_later_collections_before_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps: list[str] = []
+    monkeypatch.setattr(cli_module.gc, "freeze", lambda: steps.append("freeze"))
+    monkeypatch.setattr(cli_module.anyio, "run", lambda *_: steps.append("serve"))
+
+    assert cli_module._serve(load_settings({})) == 0  # pyright: ignore[reportPrivateUsage]
+
+    assert steps == ["freeze", "serve"]
