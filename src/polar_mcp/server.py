@@ -151,7 +151,7 @@ class CoreOnDemand:
         if self._core is None:
             async with self._lock:
                 if self._closed:
-                    raise RuntimeError("the server is shutting down")
+                    raise Failure("polar-mcp is shutting down: call again once the host has restarted it.")
                 if self._core is None:
                     self._core = await self._stack.enter_async_context(self._open_core())
         return self._core
@@ -160,10 +160,12 @@ class CoreOnDemand:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        async with self._lock:  # an opening under way finishes first, and is closed here
-            self._closed = True
-            self._core = None
-        await self._stack.aclose()
+        # Shielded: a server stopped by cancellation (SIGTERM over stdio) still closes the core's clients.
+        with anyio.CancelScope(shield=True):
+            async with self._lock:  # an opening under way finishes first, and is closed here
+                self._closed = True
+                self._core = None
+            await self._stack.aclose()
 
 
 class _Caller(NamedTuple):
@@ -181,9 +183,10 @@ async def _caller(ctx: Context[CoreOnDemand, Any]) -> _Caller:
     except Exception as error:
         # Not a failure the core words (a missing home folder, an unreadable file): the log has the traceback.
         logger.exception("could not open polar-mcp's core")
+        # Only the kind of error: its text may name server-side paths, and an HTTP caller is not the operator.
         raise ToolError(
-            f"polar-mcp could not start its connection to Polar ({type(error).__name__}: "
-            f"{clean_text(str(error), 200)}). The server's log (stderr) has the details; the next call tries again."
+            f"polar-mcp could not start its connection to Polar ({type(error).__name__}). The server's log "
+            "(stderr) has the details; the next call tries again."
         ) from None
     return _Caller(core, core.source_for(ctx.headers))
 

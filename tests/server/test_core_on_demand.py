@@ -12,6 +12,7 @@ from mcp import Client
 
 from polar_mcp.config import load_settings
 from polar_mcp.core import Core
+from polar_mcp.failure import Failure
 from polar_mcp.polar.client import HttpClientSource, PolarClient
 from polar_mcp.server import CoreOnDemand, build_server
 from tests.helpers.host import text_of
@@ -98,7 +99,7 @@ async def test_once_the_server_closes_no_call_opens_a_core() -> None:
     opener.release.set()
     async with CoreOnDemand(opener) as cores:
         pass
-    with pytest.raises(RuntimeError, match="shutting down"):
+    with pytest.raises(Failure, match="shutting down"):
         await cores.get()
     assert opener.opened == 0
 
@@ -122,9 +123,20 @@ async def test_a_core_that_cannot_open_is_a_tool_error_that_says_where_to_look_a
         listed = await client.call_tool("list_downloadables", {})
     assert failed.is_error
     assert text_of(failed) == (
-        "Error executing tool list_downloadables: polar-mcp could not start its connection to Polar (RuntimeError: "
-        "Could not determine home directory.). The server's log (stderr) has the details; the next call tries again."
+        "Error executing tool list_downloadables: polar-mcp could not start its connection to Polar (RuntimeError). "
+        "The server's log (stderr) has the details; the next call tries again."
     )
     assert "could not open polar-mcp's core" in caplog.messages
+    assert "Could not determine home directory." in caplog.text  # the traceback is the operator's
     assert not listed.is_error
     assert len(attempts) == 2
+
+
+async def test_a_server_cancelled_while_it_closes_still_closes_its_core() -> None:
+    opener = Opener()
+    opener.release.set()
+    with anyio.CancelScope() as scope:
+        async with CoreOnDemand(opener) as cores:
+            await cores.get()
+            scope.cancel()
+    assert (opener.opened, opener.closed) == (1, 1)
