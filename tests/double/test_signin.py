@@ -1,4 +1,4 @@
-"""The customer portal's sign-in by e-mailed code, per FACTS.md's "Customer sign-in by e-mail code"."""
+"""The customer portal's sign-in by e-mailed code, per docs/POLAR-API.md's "Customer sign-in by e-mail code"."""
 
 from __future__ import annotations
 

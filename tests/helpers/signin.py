@@ -1,6 +1,6 @@
 """`FakePolar` with the customer-portal sign-in endpoints, behind `httpx2.MockTransport`.
 
-It answers as FACTS.md says Polar does: 202 with `null` whether or not the e-mail is a customer's
+It answers as docs/POLAR-API.md says Polar does: 202 with `null` whether or not the e-mail is a customer's
 (a code goes out only when it is), 409 with the customer list for an e-mail several customers share,
 422 for a malformed address, single-use codes, 401 for any code it did not send, and the sign-in
 rate limit as a switch. Every code it "e-mails" lands in `outbox`, the only place a code appears.
