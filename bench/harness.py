@@ -224,6 +224,14 @@ class StdioSession:
         self.send("notifications/initialized", notify=True)
         return answer
 
+    def handshake_at_once(self) -> int:
+        """initialize, notifications/initialized and tools/list written together, as a host that does
+        not wait would (the server reads them when it is ready); the id to receive tools/list by."""
+        client = {"name": "bench", "version": "0"}
+        self.send("initialize", {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": client})
+        self.send("notifications/initialized", notify=True)
+        return self.send("tools/list")
+
     def call_tool(self, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
         answer = self.request("tools/call", {"name": name, "arguments": dict(arguments)})
         result: dict[str, Any] = answer["result"]
@@ -262,13 +270,7 @@ def start_to_first_tools_list(command: Sequence[str], env: Mapping[str, str]) ->
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with StdioSession(command, env) as session:
-        session.send(
-            "initialize",
-            {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
-        )
-        session.send("notifications/initialized", notify=True)
-        listing = session.send("tools/list")
-        session.receive(listing)
+        session.receive(session.handshake_at_once())
         elapsed = time.perf_counter() - session.started_at
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -300,10 +302,7 @@ def instructions_to_first_tools_list(command: Sequence[str], env: Mapping[str, s
         # A fixed hash seed: string hashing is otherwise randomised per process, and with it the work
         # that dicts and sets do.
         with StdioSession(counted, {**env, "PYTHONHASHSEED": "0"}, timeout=600) as session:
-            client = {"name": "bench", "version": "0"}
-            session.send("initialize", {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": client})
-            session.send("notifications/initialized", notify=True)
-            session.receive(session.send("tools/list"))
+            session.receive(session.handshake_at_once())
             dump = ["callgrind_control", "--dump", str(session.pid)]
             subprocess.run(dump, capture_output=True, timeout=60, check=True)
             # The dump's header carries the total: wait for valgrind (another process) to write it.
@@ -313,6 +312,27 @@ def instructions_to_first_tools_list(command: Sequence[str], env: Mapping[str, s
                     raise TimeoutError("callgrind wrote no dump within 60 s")
                 time.sleep(0.1)
     return total
+
+
+def wait_healthy(
+    process: subprocess.Popen[bytes], base_url: str, *, timeout: float, log_tail: Callable[[], str]
+) -> None:
+    """Poll an HTTP server process's /healthz until it answers 200; if it exits or the time runs
+    out first, fail with the tail of its log, which says why."""
+    import httpx2
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}:\n{log_tail()}")
+        try:
+            if httpx2.get(base_url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not become healthy within {timeout:g} s:\n{log_tail()}")
+        time.sleep(0.05)  # polling another process: it decides when it is ready, not our clock
 
 
 def _callgrind_total(folder: Path) -> int | None:
@@ -359,8 +379,6 @@ def http_server_process(
 ) -> Iterator[tuple[str, int]]:
     """`polar-mcp --transport http ARGS` as a subprocess on a loopback port (free unless given), with
     `extra_env` on top of a host's environment; yield its base URL and pid."""
-    import httpx2
-
     port = port or free_port()
     env = server_env(api_url, "", POLAR_MCP_TIMEOUT="30")
     env.pop("POLAR_CUSTOMER_SESSION")
@@ -377,20 +395,12 @@ def http_server_process(
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    said = log.read()[-2000:]
-                    raise RuntimeError(f"polar-mcp --transport http exited with {process.returncode}:\n{said}")
-                try:
-                    if httpx2.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("polar-mcp --transport http did not become healthy")
-                time.sleep(0.05)
+
+            def said() -> str:
+                log.seek(0)
+                return log.read()[-2000:]
+
+            wait_healthy(process, base, timeout=timeout, log_tail=said)
             yield base, process.pid
         finally:
             process.terminate()

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2
+from bench.harness import wait_healthy
 
 from tests.helpers.cli import subprocess_env
 
@@ -24,6 +23,9 @@ class Replica:
 
     base_url: str
     log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
 
     @property
     def mcp_url(self) -> str:
@@ -52,7 +54,7 @@ def replicas(
                 )
             running.append((process, Replica(f"http://127.0.0.1:{port}", log)))
         for process, started in running:
-            _wait_healthy(process, started.base_url, started.log)
+            wait_healthy(process, started.base_url, timeout=START_TIMEOUT, log_tail=started.log_text)
         yield [started for _, started in running]
     finally:
         for process, _ in running:
@@ -63,18 +65,3 @@ def replicas(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            if httpx2.get(base_url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not become healthy:\n{log.read_text(errors='replace')}")
-        time.sleep(0.05)  # polling another process: it decides when it is ready, not our clock
