@@ -64,69 +64,6 @@ SIGN_IN_DESCRIPTION = (
 )
 
 
-def build_server(
-    settings: Settings,
-    *,
-    use_configured_token: bool = True,
-    http_transport: httpx2.AsyncBaseTransport | None = None,
-    make_client: "ClientFactory | None" = None,
-    stored_sign_in: bool = False,
-    clock: Callable[[], float] = time.time,
-    buyer_source: "Callable[[], TokenSource] | None" = None,
-    auth: AuthSettings | None = None,
-    auth_server_provider: OAuthAuthorizationServerProvider[Any, Any, Any] | None = None,
-) -> "MCPServer[CoreOnDemand]":
-    """The MCP server for `settings`; tests inject an HTTP transport, a whole client factory, a clock.
-
-    `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
-    request must bring its own. `stored_sign_in=True` (stdio only) uses the stored sign-in when no
-    token is configured, and then offers the sign_in tool.
-    request must bring its own. The hosted sign-in passes its OAuth settings and provider, and
-    `buyer_source`, which gives the session source of the buyer a request's access token belongs to.
-    """
-
-    def open_this_core() -> "AbstractAsyncContextManager[Core]":
-        from polar_mcp.core import open_core
-
-        return open_core(
-            settings,
-            use_configured_token=use_configured_token,
-            http_transport=http_transport,
-            make_client=make_client,
-            stored_sign_in=stored_sign_in,
-            clock=clock,
-            buyer_source=buyer_source,
-        )
-
-    @asynccontextmanager
-    async def lifespan(_: "MCPServer[CoreOnDemand]") -> "AsyncGenerator[CoreOnDemand]":
-        async with CoreOnDemand(open_this_core) as core:
-            yield core
-
-    offers_sign_in = stored_sign_in and use_configured_token and settings.mode == "none"
-    instructions = (
-        INSTRUCTIONS
-        + ("" if settings.disable_download else DOWNLOAD_INSTRUCTIONS)
-        + (SIGN_IN_INSTRUCTIONS if offers_sign_in else "")
-    )
-    server: MCPServer[CoreOnDemand] = MCPServer(
-        "polar-mcp",
-        version=__version__,
-        instructions=instructions,
-        lifespan=lifespan,
-        auth=auth,
-        auth_server_provider=auth_server_provider,
-    )
-    _register_read_tools(server)
-    if not settings.disable_download:
-        _register_download_tools(server)
-    if offers_sign_in:
-        _register_sign_in_tool(server)
-    _compact_schemas(server)
-    _publish_output_schemas(server)
-    return server
-
-
 class CoreOnDemand:
     """The server's core, opened by the first tool call that needs it and closed with the server.
 
@@ -168,6 +105,69 @@ class CoreOnDemand:
             await self._stack.aclose()
 
 
+def build_server(
+    settings: Settings,
+    *,
+    use_configured_token: bool = True,
+    http_transport: httpx2.AsyncBaseTransport | None = None,
+    make_client: "ClientFactory | None" = None,
+    stored_sign_in: bool = False,
+    clock: Callable[[], float] = time.time,
+    buyer_source: "Callable[[], TokenSource] | None" = None,
+    auth: AuthSettings | None = None,
+    auth_server_provider: OAuthAuthorizationServerProvider[Any, Any, Any] | None = None,
+) -> MCPServer[CoreOnDemand]:
+    """The MCP server for `settings`; tests inject an HTTP transport, a whole client factory, a clock.
+
+    `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
+    request must bring its own. `stored_sign_in=True` (stdio only) uses the stored sign-in when no
+    token is configured, and then offers the sign_in tool.
+    request must bring its own. The hosted sign-in passes its OAuth settings and provider, and
+    `buyer_source`, which gives the session source of the buyer a request's access token belongs to.
+    """
+
+    def open_this_core() -> "AbstractAsyncContextManager[Core]":
+        from polar_mcp.core import open_core
+
+        return open_core(
+            settings,
+            use_configured_token=use_configured_token,
+            http_transport=http_transport,
+            make_client=make_client,
+            stored_sign_in=stored_sign_in,
+            clock=clock,
+            buyer_source=buyer_source,
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[CoreOnDemand]) -> AsyncGenerator[CoreOnDemand]:
+        async with CoreOnDemand(open_this_core) as core:
+            yield core
+
+    offers_sign_in = stored_sign_in and use_configured_token and settings.mode == "none"
+    instructions = (
+        INSTRUCTIONS
+        + ("" if settings.disable_download else DOWNLOAD_INSTRUCTIONS)
+        + (SIGN_IN_INSTRUCTIONS if offers_sign_in else "")
+    )
+    server: MCPServer[CoreOnDemand] = MCPServer(
+        "polar-mcp",
+        version=__version__,
+        instructions=instructions,
+        lifespan=lifespan,
+        auth=auth,
+        auth_server_provider=auth_server_provider,
+    )
+    _register_read_tools(server)
+    if not settings.disable_download:
+        _register_download_tools(server)
+    if offers_sign_in:
+        _register_sign_in_tool(server)
+    _compact_schemas(server)
+    _publish_output_schemas(server)
+    return server
+
+
 class _Caller(NamedTuple):
     """The core, and whose session a call uses (an HTTP caller's bearer, else the configured one)."""
 
@@ -199,7 +199,7 @@ ItemId = Annotated[str, Field(max_length=100, description="id (or file_id) from 
 ItemName = Annotated[str, Field(max_length=300, description="File name, or a unique part of it.")]
 
 
-def _register_read_tools(server: "MCPServer[CoreOnDemand]") -> None:
+def _register_read_tools(server: MCPServer[CoreOnDemand]) -> None:
     @server.tool(title="List purchased files", annotations=READ_ONLY)
     async def list_downloadables(
         me: Caller,
@@ -238,7 +238,7 @@ def _benefit_ids(benefit_id: str | list[str] | None) -> list[str]:
     return [benefit_id] if isinstance(benefit_id, str) else benefit_id or []
 
 
-def _register_download_tools(server: "MCPServer[CoreOnDemand]") -> None:
+def _register_download_tools(server: MCPServer[CoreOnDemand]) -> None:
     @server.tool(title="Download a purchased file", annotations=WRITES_FILES)
     async def download_file(
         me: Caller,
@@ -276,7 +276,7 @@ def _register_download_tools(server: "MCPServer[CoreOnDemand]") -> None:
         return _result(present.sync_text(result), result)
 
 
-def _register_sign_in_tool(server: "MCPServer[CoreOnDemand]") -> None:
+def _register_sign_in_tool(server: MCPServer[CoreOnDemand]) -> None:
     @server.tool(title="Sign in to Polar", description=SIGN_IN_DESCRIPTION, annotations=SIGNS_IN)
     async def sign_in(
         me: Caller,
@@ -495,13 +495,13 @@ def derived_output_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def _publish_output_schemas(server: "MCPServer[CoreOnDemand]") -> None:
+def _publish_output_schemas(server: MCPServer[CoreOnDemand]) -> None:
     schemas = json.loads(OUTPUT_SCHEMAS.read_text(encoding="utf-8"))
     for tool in server._tool_manager.list_tools():  # pyright: ignore[reportPrivateUsage]
         tool.fn_metadata.output_schema = schemas[tool.name]
 
 
-def _compact_schemas(server: "MCPServer[CoreOnDemand]") -> None:
+def _compact_schemas(server: MCPServer[CoreOnDemand]) -> None:
     """Trim generated schema noise that costs the model context and says nothing.
 
     Titles repeat property names; `null` branches and `default: null` describe what omitting a key
