@@ -110,6 +110,12 @@ OPTIONS: tuple[Option, ...] = (
         "hide download_file and sync_library, for hosts that must not write files",
         switch=True,
     ),
+    Option(
+        "warm_up",
+        "POLAR_MCP_WARM_UP",
+        "seconds the server waits, once the host has its tools, before it prepares its Polar client,"
+        " so the first call answers sooner (default 0.1; off: the first call prepares it)",
+    ),
     Option("transport", "POLAR_MCP_TRANSPORT", "stdio (default) or http (streamable HTTP at /mcp)"),
     Option("host", "POLAR_MCP_HOST", "HTTP bind address (default 127.0.0.1)"),
     Option("port", "POLAR_MCP_PORT", "HTTP port (default 8000)"),
@@ -200,6 +206,7 @@ class Settings(BaseModel):
     max_sync_size: int = Field(default=20 * 1024**3, gt=0)
     download_concurrency: int = Field(default=4, ge=1, le=32)
     disable_download: bool = False
+    warm_up: float | None = Field(default=0.1, ge=0, le=60)
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -377,6 +384,7 @@ _TIDY: dict[str, Callable[[str], Any]] = {
     "transport": _lower,
     "auth": _lower,
     "log_level": lambda value: value.strip().upper(),
+    "warm_up": lambda value: None if value.strip().lower() in ("off", "no", "false", "none") else value.strip(),
 }
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")

@@ -174,6 +174,12 @@ class Core:
             return self.configured
         return StaticSession(SecretStr(bearer), renew_hint=BEARER_RENEW_HINT)
 
+    def preparations(self) -> tuple[Callable[[], None], ...]:
+        """What a first call would do before it could answer, as steps a warm-up runs one at a time
+        while the server idles: make the Polar client (nothing is sent) and build the models that
+        read Polar's pages, then those that carry the answers."""
+        return (self.catalog.client.prepare, present.prepare)
+
     async def list(
         self,
         source: TokenSource,

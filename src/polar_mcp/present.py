@@ -26,8 +26,15 @@ NAME_LIMIT = 200
 
 class _Out(BaseModel):
     # Built on first use, not at import: a cold start to tools/list needs none of them (the tools'
-    # output schemas are derived ahead of time, server.OUTPUT_SCHEMAS), and most starts use a few.
+    # output schemas are derived ahead of time, server.OUTPUT_SCHEMAS), and `prepare` builds them
+    # all while the server idles.
     model_config = ConfigDict(frozen=True, defer_build=True)
+
+
+def prepare() -> None:
+    """Build every result model now, as its first use would (a warm-up does this while the server idles)."""
+    for model in _Out.__subclasses__():
+        model.model_rebuild()
 
 
 class FileItem(_Out):

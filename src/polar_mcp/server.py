@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, cast
 
 import anyio
+import anyio.lowlevel
 import httpx2
 from mcp.server import MCPServer
 from mcp.server.auth.provider import OAuthAuthorizationServerProvider
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -73,16 +75,29 @@ class CoreOnDemand:
     it once; one that fails to open it leaves the next call to try again; none opens it once the
     server is closing.
 
-    A call's task opens the core and the lifespan's task closes it, so `core.open_core` must hold no
-    cancel scope or task group across its `yield` (anyio ties those to the task that entered them).
+    Once a host has the tools, it usually waits for its user before the first call: `warm_up_soon`
+    uses that quiet to open the core and prepare what a first call would (`Core.preparations`), a
+    step at a time, so that call answers sooner. A call that comes first opens the core itself; a
+    warm-up that fails leaves the work, and the error, to the next call.
+
+    A task other than the lifespan's opens the core and the lifespan's task closes it, so
+    `core.open_core` must hold no cancel scope or task group across its `yield` (anyio ties those to
+    the task that entered them).
     """
 
-    def __init__(self, open_core: "Callable[[], AbstractAsyncContextManager[Core]]") -> None:
+    def __init__(
+        self, open_core: "Callable[[], AbstractAsyncContextManager[Core]]", *, warm_up_after: float | None = None
+    ) -> None:
         self._open_core = open_core
         self._core: Core | None = None
         self._closed = False
         self._lock = anyio.Lock()
         self._stack = AsyncExitStack()
+        self._warm_up_after = warm_up_after
+        self._warm_up_started = False
+        self._warm_ups = anyio.create_task_group()
+        self.warmed_up = anyio.Event()
+        """Set once a warm-up has prepared everything (tests wait on it)."""
 
     async def get(self) -> "Core":
         if self._core is None:
@@ -93,16 +108,43 @@ class CoreOnDemand:
                     self._core = await self._stack.enter_async_context(self._open_core())
         return self._core
 
+    def warm_up_soon(self) -> None:
+        """Start the warm-up, once, `warm_up_after` seconds from now (None: never), leaving the host's
+        next requests their turn."""
+        if self._warm_up_after is None or self._warm_up_started or self._closed:
+            return
+        self._warm_up_started = True
+        self._warm_ups.start_soon(self._warm_up, self._warm_up_after)
+
+    async def _warm_up(self, after: float) -> None:
+        await anyio.sleep(after)
+        try:
+            core = await self.get()
+            for step in core.preparations():
+                await anyio.lowlevel.checkpoint()  # a request that arrived meanwhile goes first
+                step()
+        except Exception:
+            # The next call meets the same failure, and reports it.
+            logger.debug("warm-up stopped: the first call prepares what is left", exc_info=True)
+            return
+        self.warmed_up.set()
+
     async def __aenter__(self) -> "CoreOnDemand":
+        await self._warm_ups.__aenter__()
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        # Shielded: a server stopped by cancellation (SIGTERM over stdio) still closes the core's clients.
-        with anyio.CancelScope(shield=True):
-            async with self._lock:  # an opening under way finishes first, and is closed here
-                self._closed = True
-                self._core = None
-            await self._stack.aclose()
+        try:
+            # A warm-up under way stops at its next step; one that is opening the core is cancelled.
+            self._closed = True
+            self._warm_ups.cancel_scope.cancel()
+            await self._warm_ups.__aexit__(None, None, None)
+        finally:
+            # Shielded: a server stopped by cancellation (SIGTERM over stdio) still closes the core's clients.
+            with anyio.CancelScope(shield=True):
+                async with self._lock:  # an opening under way finishes first, and is closed here
+                    self._core = None
+                await self._stack.aclose()
 
 
 def build_server(
@@ -121,9 +163,9 @@ def build_server(
 
     `use_configured_token=False` (multi-tenant HTTP) ignores any token in the configuration: each
     request must bring its own. `stored_sign_in=True` (stdio only) uses the stored sign-in when no
-    token is configured, and then offers the sign_in tool.
-    request must bring its own. The hosted sign-in passes its OAuth settings and provider, and
-    `buyer_source`, which gives the session source of the buyer a request's access token belongs to.
+    token is configured, and then offers the sign_in tool. The hosted sign-in passes its OAuth
+    settings and provider, and `buyer_source`, which gives the session source of the buyer a
+    request's access token belongs to.
     """
 
     def open_this_core() -> "AbstractAsyncContextManager[Core]":
@@ -141,7 +183,7 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[CoreOnDemand]) -> AsyncGenerator[CoreOnDemand]:
-        async with CoreOnDemand(open_this_core) as core:
+        async with CoreOnDemand(open_this_core, warm_up_after=settings.warm_up) as core:
             yield core
 
     offers_sign_in = stored_sign_in and use_configured_token and settings.mode == "none"
@@ -158,6 +200,7 @@ def build_server(
         auth=auth,
         auth_server_provider=auth_server_provider,
     )
+    server.middleware.append(_warm_up_once_listed)
     _register_read_tools(server)
     if not settings.disable_download:
         _register_download_tools(server)
@@ -166,6 +209,14 @@ def build_server(
     _compact_schemas(server)
     _publish_output_schemas(server)
     return server
+
+
+async def _warm_up_once_listed(ctx: ServerRequestContext[CoreOnDemand, Any], call_next: CallNext) -> HandlerResult:
+    """A host that has listed the tools is set up: what follows is usually its user's pause."""
+    result = await call_next(ctx)
+    if ctx.method == "tools/list":
+        ctx.lifespan_context.warm_up_soon()
+    return result
 
 
 class _Caller(NamedTuple):

@@ -1,8 +1,11 @@
-"""The server's core opens at the first tool call that needs it, once, and closes with the server."""
+"""The server's core opens at the first tool call that needs it (or in the quiet once the host has
+listed the tools), once, and closes with the server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import cast
 
@@ -10,7 +13,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from polar_mcp.config import load_settings
+from polar_mcp.config import ConfigError, load_settings
 from polar_mcp.core import Core
 from polar_mcp.failure import Failure
 from polar_mcp.polar.client import HttpClientSource, PolarClient
@@ -21,13 +24,35 @@ from tests.helpers.polar import CUSTOMER_TOKEN, FAR_FUTURE, FakePolar, downloada
 pytestmark = pytest.mark.anyio
 
 
+class FakeCore(str):
+    """A core that is its name, and records the preparations a warm-up runs."""
+
+    __slots__ = ("failing_step", "prepared")
+
+    def __new__(cls, name: str, prepared: list[str], failing_step: str | None) -> FakeCore:
+        core = super().__new__(cls, name)
+        core.prepared = prepared
+        core.failing_step = failing_step
+        return core
+
+    def preparations(self) -> tuple[Callable[[], None], ...]:
+        return tuple(functools.partial(self._step, name) for name in ("client", "result models"))
+
+    def _step(self, name: str) -> None:
+        if name == self.failing_step:
+            raise RuntimeError(f"{name} could not be prepared")
+        self.prepared.append(f"{self} {name}")
+
+
 class Opener:
     """Counts the cores it opens and closes; its open waits for `release`, so calls can meet there."""
 
-    def __init__(self, *, fail_first: bool = False) -> None:
+    def __init__(self, *, fail_first: bool = False, failing_step: str | None = None) -> None:
         self.opened = 0
         self.closed = 0
         self.fail_first = fail_first
+        self.failing_step = failing_step
+        self.prepared: list[str] = []
         self.release = anyio.Event()
         self.waiting = anyio.Event()
 
@@ -42,7 +67,7 @@ class Opener:
         if self.fail_first and self.opened == 1:
             raise OSError("the stored sign-in could not be read")
         try:
-            yield cast(Core, f"core {self.opened}")
+            yield cast(Core, FakeCore(f"core {self.opened}", self.prepared, self.failing_step))
         finally:
             self.closed += 1
 
@@ -140,3 +165,162 @@ async def test_a_server_cancelled_while_it_closes_still_closes_its_core() -> Non
             await cores.get()
             scope.cancel()
     assert (opener.opened, opener.closed) == (1, 1)
+
+
+# The warm-up: once the host has the tools, the quiet before its first call prepares the core.
+
+
+async def test_a_warm_up_opens_the_core_and_prepares_it_step_by_step_once() -> None:
+    opener = Opener()
+    opener.release.set()
+    async with CoreOnDemand(opener, warm_up_after=0) as cores:
+        cores.warm_up_soon()
+        cores.warm_up_soon()  # every tools/list asks; one warm-up is enough
+        with anyio.fail_after(10):
+            await cores.warmed_up.wait()
+        await anyio.wait_all_tasks_blocked()
+        assert opener.prepared == ["core 1 client", "core 1 result models"]
+        assert await cores.get() == "core 1"
+    assert (opener.opened, opener.closed) == (1, 1)
+
+
+async def test_with_the_warm_up_off_the_core_waits_for_a_call() -> None:
+    opener = Opener()
+    opener.release.set()
+    async with CoreOnDemand(opener, warm_up_after=None) as cores:
+        cores.warm_up_soon()
+        await anyio.wait_all_tasks_blocked()
+        assert opener.opened == 0
+        assert await cores.get() == "core 1"
+    assert opener.prepared == []
+
+
+async def test_a_call_during_the_warm_up_shares_the_core_it_is_opening() -> None:
+    opener = Opener()
+    got: list[Core] = []
+
+    async def call(cores: CoreOnDemand) -> None:
+        got.append(await cores.get())
+
+    async with CoreOnDemand(opener, warm_up_after=0) as cores:
+        cores.warm_up_soon()
+        with anyio.fail_after(10):
+            await opener.waiting.wait()  # the warm-up is opening the core
+            async with anyio.create_task_group() as group:
+                group.start_soon(call, cores)
+                await anyio.wait_all_tasks_blocked()  # the call waits for that opening
+                opener.release.set()
+            await cores.warmed_up.wait()
+    assert got == ["core 1"]
+    assert (opener.opened, opener.closed) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("fails_in", "next_core"),
+    [
+        ("opening", "core 2"),  # the core did not open: the next call opens it
+        ("preparing", "core 1"),  # it opened: the next call uses it, and prepares as it goes
+    ],
+)
+async def test_a_warm_up_that_fails_leaves_the_work_and_the_error_to_the_next_call(
+    fails_in: str, next_core: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="polar_mcp.server")
+    opener = Opener(fail_first=True) if fails_in == "opening" else Opener(failing_step="client")
+    opener.release.set()
+    async with CoreOnDemand(opener, warm_up_after=0) as cores:
+        cores.warm_up_soon()
+        with anyio.fail_after(10):
+            while "warm-up stopped: the first call prepares what is left" not in caplog.messages:
+                await anyio.wait_all_tasks_blocked()
+        assert not cores.warmed_up.is_set()
+        assert opener.prepared == []
+        assert await cores.get() == next_core
+    assert opener.closed == opener.opened - (1 if opener.fail_first else 0)
+
+
+async def test_a_closing_server_stops_its_warm_up_while_it_waits_or_while_it_opens() -> None:
+    waiting = Opener()
+    with anyio.fail_after(10):
+        async with CoreOnDemand(waiting, warm_up_after=3600) as cores:
+            cores.warm_up_soon()
+    assert waiting.opened == 0
+
+    opening = Opener()  # never released: the opening is cancelled
+    with anyio.fail_after(10):
+        async with CoreOnDemand(opening, warm_up_after=0) as cores:
+            cores.warm_up_soon()
+            await opening.waiting.wait()
+    assert (opening.opened, opening.closed) == (1, 0)
+    assert opening.prepared == []
+
+
+class PreparedClient(PolarClient):
+    """Polar's client, telling the test when a warm-up has prepared it."""
+
+    def __init__(self, http: HttpClientSource, prepared: anyio.Event) -> None:
+        super().__init__(http, timeout=5)
+        self.prepared = prepared
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.prepared.set()
+
+
+async def test_once_the_tools_are_listed_the_server_prepares_its_polar_client_without_sending_anything() -> None:
+    polar = FakePolar(valid_tokens={CUSTOMER_TOKEN}, items=[downloadable(1, "Rust Ebook.pdf", expires_at=FAR_FUTURE)])
+    settings = load_settings({"POLAR_CUSTOMER_SESSION": CUSTOMER_TOKEN, "POLAR_MCP_WARM_UP": "0"})
+    prepared = anyio.Event()
+    server = build_server(
+        settings, http_transport=polar.transport(), make_client=lambda http: PreparedClient(http, prepared)
+    )
+    async with Client(server) as client:
+        await anyio.wait_all_tasks_blocked()
+        assert not prepared.is_set()  # the handshake alone starts nothing
+        await client.list_tools()
+        with anyio.fail_after(10):
+            await prepared.wait()
+        assert polar.requests == []
+        listed = await client.call_tool("list_downloadables", {})
+    assert not listed.is_error
+    assert "Rust Ebook.pdf" in text_of(listed)
+
+
+async def test_with_the_warm_up_off_nothing_is_prepared_before_the_first_call() -> None:
+    polar = FakePolar(valid_tokens={CUSTOMER_TOKEN}, items=[downloadable(1, "Rust Ebook.pdf", expires_at=FAR_FUTURE)])
+    settings = load_settings({"POLAR_CUSTOMER_SESSION": CUSTOMER_TOKEN, "POLAR_MCP_WARM_UP": "off"})
+    made: list[PolarClient] = []
+
+    def make_client(http: HttpClientSource) -> PolarClient:
+        made.append(PolarClient(http, timeout=5))
+        return made[-1]
+
+    server = build_server(settings, http_transport=polar.transport(), make_client=make_client)
+    async with Client(server) as client:
+        await client.list_tools()
+        await anyio.wait_all_tasks_blocked()
+        assert made == []
+        listed = await client.call_tool("list_downloadables", {})
+    assert not listed.is_error
+    assert len(made) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("", 0.1), ("0.5", 0.5), ("0", 0.0), ("off", None), (" Off ", None), ("no", None)]
+)
+def test_the_warm_up_setting_is_seconds_or_off(text: str, seconds: float | None) -> None:
+    assert load_settings({"POLAR_MCP_WARM_UP": text}).warm_up == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("soon", "Input should be a valid number, unable to parse string as a number (got 'soon')"),
+        ("-1", "Input should be greater than or equal to 0 (got '-1')"),
+        ("3600", "Input should be less than or equal to 60 (got '3600')"),
+    ],
+)
+def test_a_warm_up_setting_that_is_not_seconds_names_the_setting(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"POLAR_MCP_WARM_UP": text})
+    assert str(raised.value) == f"Invalid configuration: POLAR_MCP_WARM_UP / --warm-up: {message}"

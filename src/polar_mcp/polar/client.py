@@ -115,6 +115,14 @@ class PolarClient:
             self._http = self._make_http()
         return self._http
 
+    def prepare(self) -> None:
+        """Do what the first request would do before sending: make the HTTP client (the HTTP stack's
+        imports and, for https, the CA bundle) and build the models that read Polar's pages. Nothing
+        is sent."""
+        _ = self.http
+        for model in (DownloadablesPage, BenefitGrantsPage):
+            model.model_rebuild()
+
     @property
     def timeout(self) -> float:
         return self._timeout
