@@ -23,7 +23,9 @@ TINY: dict[str, Callable[[], harness.CaseResult]] = {
         runs=1, spawns=1, importtime=False, warm_up=False, instructions=False, first_call_starts=1
     ),
     "tool_call_overhead": lambda: cases.tool_call_overhead(runs=1, iterations=2, items=10, latency=0.0),
-    "catalog_search": lambda: cases.catalog_search(runs=1, items=150, benefits=3, latency=0.0, query="item-00012"),
+    "catalog_search": lambda: cases.catalog_search(
+        runs=1, items=150, benefits=3, latency=0.0, query="item-00012", host_pause=0
+    ),
     "context_cost": lambda: cases.context_cost(items=10),
     "memory": lambda: cases.memory(runs=1, settle=0.0),
     "http_load": lambda: cases.http_load(clients=2, duration=1.0, latency=0.0, links=3),
