@@ -127,6 +127,7 @@ class CoreOnDemand:
             # The next call meets the same failure, and reports it.
             logger.debug("warm-up stopped: the first call prepares what is left", exc_info=True)
             return
+        logger.debug("warmed up: the first call finds the core open and prepared")
         self.warmed_up.set()
 
     async def __aenter__(self) -> "CoreOnDemand":
