@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 # A host that fills `${user_config.x}` in a bundle's env leaves the reference itself when the user set nothing.
 _UNFILLED_REFERENCE = re.compile(r"\$\{[^}]*\}")
 
+WARM_UP_DEFAULT = 0.1
+"""Seconds of quiet after tools/list before the server prepares its core (`POLAR_MCP_WARM_UP`)."""
+
 SERVERS = {"production": "https://api.polar.sh", "sandbox": "https://sandbox-api.polar.sh"}
 
 
@@ -114,7 +117,7 @@ OPTIONS: tuple[Option, ...] = (
         "warm_up",
         "POLAR_MCP_WARM_UP",
         "seconds the server waits, once the host has its tools, before it prepares its Polar client,"
-        " so the first call answers sooner (default 0.1; off: the first call prepares it)",
+        " so the first call answers sooner (0 to 60; default 0.1; off: the first call prepares it)",
     ),
     Option("transport", "POLAR_MCP_TRANSPORT", "stdio (default) or http (streamable HTTP at /mcp)"),
     Option("host", "POLAR_MCP_HOST", "HTTP bind address (default 127.0.0.1)"),
@@ -206,7 +209,7 @@ class Settings(BaseModel):
     max_sync_size: int = Field(default=20 * 1024**3, gt=0)
     download_concurrency: int = Field(default=4, ge=1, le=32)
     disable_download: bool = False
-    warm_up: float | None = Field(default=0.1, ge=0, le=60)
+    warm_up: float | None = Field(default=WARM_UP_DEFAULT, ge=0, le=60)
     transport: Literal["stdio", "http"] = "stdio"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -373,6 +376,14 @@ def _split(value: str) -> tuple[str, ...]:
 
 # What `Settings._tidy` does to a field's text. Tokens pasted into host configs often carry a stray
 # newline or spaces.
+def _switched(value: str, *, off: Any, on: Any) -> Any:
+    """A number that may also be written as a switch: off/no/false/none, or on/yes/true for the default."""
+    word = value.strip().lower()
+    if word in ("off", "no", "false", "none"):
+        return off
+    return on if word in ("on", "yes", "true") else value.strip()
+
+
 _TIDY: dict[str, Callable[[str], Any]] = {
     "customer_session": _stripped_or_none,
     "access_token": _stripped_or_none,
@@ -384,7 +395,7 @@ _TIDY: dict[str, Callable[[str], Any]] = {
     "transport": _lower,
     "auth": _lower,
     "log_level": lambda value: value.strip().upper(),
-    "warm_up": lambda value: None if value.strip().lower() in ("off", "no", "false", "none") else value.strip(),
+    "warm_up": lambda value: _switched(value, off=None, on=WARM_UP_DEFAULT),
 }
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")

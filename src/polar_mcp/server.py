@@ -31,8 +31,9 @@ from polar_mcp.help_texts import QUERY_HELP
 from polar_mcp.untrusted import clean_text
 
 # What answering the handshake and tools/list needs is imported here; the core, Polar's client and
-# the result models load at the first tool call (`CoreOnDemand`, and imports inside the tool bodies
-# and `for_the_model`), so a host sees the tools without waiting for them. No `from __future__ import
+# the result models load after tools/list, in the quiet that follows it or at the first tool call,
+# whichever comes first (`CoreOnDemand`, and imports inside the tool bodies and `for_the_model`), so
+# a host sees the tools without waiting for them. No `from __future__ import
 # annotations` here: the SDK reads every tool's signature when it registers it, and annotations that
 # are objects already spare it evaluating each one from a string. Those that name the core's types
 # are therefore written as strings.
@@ -67,7 +68,8 @@ SIGN_IN_DESCRIPTION = (
 
 
 class CoreOnDemand:
-    """The server's core, opened by the first tool call that needs it and closed with the server.
+    """The server's core, opened once the host has the tools (or by the first tool call that needs it
+    before then) and closed with the server.
 
     The lifespan gives this, not the core: opening the core loads Polar's client, the catalog and the
     result models, which a start that only answers the handshake and tools/list has no use for. The
@@ -77,8 +79,9 @@ class CoreOnDemand:
 
     Once a host has the tools, it usually waits for its user before the first call: `warm_up_soon`
     uses that quiet to open the core and prepare what a first call would (`Core.preparations`), a
-    step at a time, so that call answers sooner. A call that comes first opens the core itself; a
-    warm-up that fails leaves the work, and the error, to the next call.
+    step at a time, so that call answers sooner. A call that comes first opens the core itself, and
+    the warm-up then leaves the rest to the calls; a warm-up that fails leaves the work, and the
+    error, to the next call.
 
     A task other than the lifespan's opens the core and the lifespan's task closes it, so
     `core.open_core` must hold no cancel scope or task group across its `yield` (anyio ties those to
@@ -118,10 +121,12 @@ class CoreOnDemand:
 
     async def _warm_up(self, after: float) -> None:
         await anyio.sleep(after)
+        if self._core is not None:
+            return  # a call came first: calls prepare what they use, and the server is not idle
         try:
             core = await self.get()
             for step in core.preparations():
-                await anyio.lowlevel.checkpoint()  # a request that arrived meanwhile goes first
+                await anyio.lowlevel.checkpoint()  # work that became ready meanwhile runs before each step
                 step()
         except Exception:
             # The next call meets the same failure, and reports it.
@@ -216,7 +221,10 @@ async def _warm_up_once_listed(ctx: ServerRequestContext[CoreOnDemand, Any], cal
     """A host that has listed the tools is set up: what follows is usually its user's pause."""
     result = await call_next(ctx)
     if ctx.method == "tools/list":
-        ctx.lifespan_context.warm_up_soon()
+        try:
+            ctx.lifespan_context.warm_up_soon()
+        except Exception:  # a warm-up is never worth a failed tools/list
+            logger.debug("no warm-up: the first call prepares the core", exc_info=True)
     return result
 
 

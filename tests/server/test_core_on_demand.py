@@ -4,7 +4,10 @@ listed the tools), once, and closes with the server."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import cast
@@ -195,6 +198,18 @@ async def test_with_the_warm_up_off_the_core_waits_for_a_call() -> None:
     assert opener.prepared == []
 
 
+async def test_a_warm_up_after_a_call_opened_the_core_leaves_the_rest_to_the_calls() -> None:
+    opener = Opener()
+    opener.release.set()
+    async with CoreOnDemand(opener, warm_up_after=0) as cores:
+        assert await cores.get() == "core 1"  # a script that called the moment tools/list was answered
+        cores.warm_up_soon()
+        await anyio.wait_all_tasks_blocked()
+        assert opener.prepared == []
+        assert not cores.warmed_up.is_set()
+    assert (opener.opened, opener.closed) == (1, 1)
+
+
 async def test_a_call_during_the_warm_up_shares_the_core_it_is_opening() -> None:
     opener = Opener()
     got: list[Core] = []
@@ -255,40 +270,29 @@ async def test_a_closing_server_stops_its_warm_up_while_it_waits_or_while_it_ope
     assert opening.prepared == []
 
 
-class PreparedClient(PolarClient):
-    """Polar's client, telling the test when a warm-up has prepared it."""
+@pytest.mark.parametrize("when", ["waiting", "opening", "prepared"])
+async def test_a_server_cancelled_during_or_after_its_warm_up_closes_what_it_opened(when: str) -> None:
+    opener = Opener()
+    if when != "opening":
+        opener.release.set()  # else the opening never finishes: the cancellation ends it
+    with anyio.fail_after(10), anyio.CancelScope() as scope:
+        async with CoreOnDemand(opener, warm_up_after=3600 if when == "waiting" else 0) as cores:
+            cores.warm_up_soon()
+            if when == "opening":
+                await opener.waiting.wait()
+            if when == "prepared":
+                await cores.warmed_up.wait()
+            scope.cancel()
+    assert (opener.opened, opener.closed) == {"waiting": (0, 0), "opening": (1, 0), "prepared": (1, 1)}[when]
 
-    def __init__(self, http: HttpClientSource, prepared: anyio.Event) -> None:
-        super().__init__(http, timeout=5)
-        self.prepared = prepared
 
-    def prepare(self) -> None:
-        super().prepare()
-        self.prepared.set()
-
-
-async def test_once_the_tools_are_listed_the_server_prepares_its_polar_client_without_sending_anything() -> None:
+@pytest.mark.parametrize(("warm_up", "prepared_before_the_call"), [("0", True), ("off", False)])
+async def test_once_the_tools_are_listed_the_server_prepares_its_core_without_sending_anything(
+    warm_up: str, prepared_before_the_call: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="polar_mcp.server")
     polar = FakePolar(valid_tokens={CUSTOMER_TOKEN}, items=[downloadable(1, "Rust Ebook.pdf", expires_at=FAR_FUTURE)])
-    settings = load_settings({"POLAR_CUSTOMER_SESSION": CUSTOMER_TOKEN, "POLAR_MCP_WARM_UP": "0"})
-    prepared = anyio.Event()
-    server = build_server(
-        settings, http_transport=polar.transport(), make_client=lambda http: PreparedClient(http, prepared)
-    )
-    async with Client(server) as client:
-        await anyio.wait_all_tasks_blocked()
-        assert not prepared.is_set()  # the handshake alone starts nothing
-        await client.list_tools()
-        with anyio.fail_after(10):
-            await prepared.wait()
-        assert polar.requests == []
-        listed = await client.call_tool("list_downloadables", {})
-    assert not listed.is_error
-    assert "Rust Ebook.pdf" in text_of(listed)
-
-
-async def test_with_the_warm_up_off_nothing_is_prepared_before_the_first_call() -> None:
-    polar = FakePolar(valid_tokens={CUSTOMER_TOKEN}, items=[downloadable(1, "Rust Ebook.pdf", expires_at=FAR_FUTURE)])
-    settings = load_settings({"POLAR_CUSTOMER_SESSION": CUSTOMER_TOKEN, "POLAR_MCP_WARM_UP": "off"})
+    settings = load_settings({"POLAR_CUSTOMER_SESSION": CUSTOMER_TOKEN, "POLAR_MCP_WARM_UP": warm_up})
     made: list[PolarClient] = []
 
     def make_client(http: HttpClientSource) -> PolarClient:
@@ -297,16 +301,56 @@ async def test_with_the_warm_up_off_nothing_is_prepared_before_the_first_call() 
 
     server = build_server(settings, http_transport=polar.transport(), make_client=make_client)
     async with Client(server) as client:
-        await client.list_tools()
         await anyio.wait_all_tasks_blocked()
-        assert made == []
+        assert made == []  # the handshake alone starts nothing
+        await client.list_tools()
+        await anyio.wait_all_tasks_blocked()  # a warm-up after 0 s runs to its end meanwhile
+        warmed = "warmed up: the first call finds the core open and prepared" in caplog.messages
+        assert (len(made), warmed) == ((1, True) if prepared_before_the_call else (0, False))
+        assert polar.requests == []
         listed = await client.call_tool("list_downloadables", {})
     assert not listed.is_error
+    assert "Rust Ebook.pdf" in text_of(listed)
     assert len(made) == 1
 
 
+def test_the_preparations_build_every_model_a_first_call_uses_and_load_the_http_stack() -> None:
+    # A fresh interpreter: in this one, other tests have built the models already.
+    script = """
+import json, sys
+import httpx2
+from polar_mcp import present
+from polar_mcp.polar import models
+from polar_mcp.polar.client import PolarClient
+
+sent = []
+
+async def record(request):
+    sent.append(request)
+
+client = PolarClient(lambda: httpx2.AsyncClient(event_hooks={"request": [record]}), timeout=5)
+every = [*present._Out.__subclasses__(), models.DownloadablesPage, models.BenefitGrantsPage]
+built = lambda: [m.__pydantic_complete__ for m in every]
+before = (built(), "httpcore2" in sys.modules)
+client.prepare()
+present.prepare()
+print(json.dumps({"before": before, "after": (built(), "httpcore2" in sys.modules), "sent": len(sent)}))
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(completed.stdout)
+    models_before, stack_before = seen["before"]
+    models_after, stack_after = seen["after"]
+    assert len(models_after) >= 12
+    assert not any(models_before)
+    assert not stack_before
+    assert all(models_after)
+    assert stack_after
+    assert seen["sent"] == 0
+
+
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("", 0.1), ("0.5", 0.5), ("0", 0.0), ("off", None), (" Off ", None), ("no", None)]
+    ("text", "seconds"),
+    [("", 0.1), ("0.5", 0.5), ("0", 0.0), ("off", None), (" Off ", None), ("no", None), ("on", 0.1), ("YES", 0.1)],
 )
 def test_the_warm_up_setting_is_seconds_or_off(text: str, seconds: float | None) -> None:
     assert load_settings({"POLAR_MCP_WARM_UP": text}).warm_up == seconds

@@ -46,7 +46,7 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 class _Lenient(BaseModel):
     # Built on first validation, not at import: a cold start to tools/list validates no answer (the
-    # first listing pays about 5 ms for it instead).
+    # warm-up after tools/list, or else the first listing, pays about 5 ms for it instead).
     model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
