@@ -1072,6 +1072,7 @@ def signin_load(
                     base, pid = servers.enter_context(http_server_process(double.base_url, port=port, extra_env=extra))
                     sides.append(_Side(f"signin {kind}" if kind else "bearer", base + "/mcp", pid, tokens))
                 rounds = anyio.run(_measure, sides, paced, saturated, rate)
+                figures[f"paced rounds measured, {plural}"] = len(rounds)
             for which, side in enumerate(sides):
                 errors += side.errors
                 p50 = ms(median([row[which] for row in rounds])) if rounds else float("nan")

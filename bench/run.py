@@ -31,7 +31,7 @@ def plan(*, quick: bool) -> dict[str, Case]:
         "http_load": lambda: cases.http_load(duration=3.0 if quick else 10.0),
         "sync_fresh": lambda: cases.sync_fresh(runs=1 if quick else 3),
         "resync": lambda: cases.resync(runs=2 if quick else 21),
-        "signin_load": lambda: cases.signin_load(paced=3.0 if quick else 16.0, saturated=3.0 if quick else 8.0),
+        "signin_load": lambda: cases.signin_load(paced=3.0 if quick else 40.0, saturated=3.0 if quick else 8.0),
     }
 
 
