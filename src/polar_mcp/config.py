@@ -374,16 +374,16 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-# What `Settings._tidy` does to a field's text. Tokens pasted into host configs often carry a stray
-# newline or spaces.
-def _switched(value: str, *, off: Any, on: Any) -> Any:
-    """A number that may also be written as a switch: off/no/false/none, or on/yes/true for the default."""
+def _seconds_or_off(value: str) -> Any:
+    """`POLAR_MCP_WARM_UP`: seconds, or off/no/false/none (None), or on/yes/true (the default)."""
     word = value.strip().lower()
     if word in ("off", "no", "false", "none"):
-        return off
-    return on if word in ("on", "yes", "true") else value.strip()
+        return None
+    return WARM_UP_DEFAULT if word in ("on", "yes", "true") else value.strip()
 
 
+# What `Settings._tidy` does to a field's text. Tokens pasted into host configs often carry a stray
+# newline or spaces.
 _TIDY: dict[str, Callable[[str], Any]] = {
     "customer_session": _stripped_or_none,
     "access_token": _stripped_or_none,
@@ -395,7 +395,7 @@ _TIDY: dict[str, Callable[[str], Any]] = {
     "transport": _lower,
     "auth": _lower,
     "log_level": lambda value: value.strip().upper(),
-    "warm_up": lambda value: _switched(value, off=None, on=WARM_UP_DEFAULT),
+    "warm_up": _seconds_or_off,
 }
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")

@@ -33,10 +33,9 @@ from polar_mcp.untrusted import clean_text
 # What answering the handshake and tools/list needs is imported here; the core, Polar's client and
 # the result models load after tools/list, in the quiet that follows it or at the first tool call,
 # whichever comes first (`CoreOnDemand`, and imports inside the tool bodies and `for_the_model`), so
-# a host sees the tools without waiting for them. No `from __future__ import
-# annotations` here: the SDK reads every tool's signature when it registers it, and annotations that
-# are objects already spare it evaluating each one from a string. Those that name the core's types
-# are therefore written as strings.
+# a host sees the tools without waiting for them. No `from __future__ import annotations` here: the
+# SDK reads every tool's signature when it registers it, and annotations that are objects already
+# spare it evaluating each one from a string. Those that name the core's types are therefore strings.
 if TYPE_CHECKING:
     from polar_mcp import present
     from polar_mcp.core import ClientFactory, Core

@@ -93,18 +93,19 @@ async def test_a_server_that_no_call_needed_opens_and_closes_nothing() -> None:
     assert (opener.opened, opener.closed) == (0, 0)
 
 
+async def collect(cores: CoreOnDemand, got: list[Core]) -> None:
+    """A call's share of the core: what `get` gives it."""
+    got.append(await cores.get())
+
+
 async def test_calls_that_arrive_together_share_one_core() -> None:
     opener = Opener()
     got: list[Core] = []
-
-    async def call(cores: CoreOnDemand) -> None:
-        got.append(await cores.get())
-
     async with CoreOnDemand(opener) as cores:
         with anyio.fail_after(10):
             async with anyio.create_task_group() as group:
                 for _ in range(5):
-                    group.start_soon(call, cores)
+                    group.start_soon(collect, cores, got)
                 await opener.waiting.wait()  # the first call is opening; the others queue behind it
                 opener.release.set()
     assert opener.opened == 1
@@ -213,16 +214,12 @@ async def test_a_warm_up_after_a_call_opened_the_core_leaves_the_rest_to_the_cal
 async def test_a_call_during_the_warm_up_shares_the_core_it_is_opening() -> None:
     opener = Opener()
     got: list[Core] = []
-
-    async def call(cores: CoreOnDemand) -> None:
-        got.append(await cores.get())
-
     async with CoreOnDemand(opener, warm_up_after=0) as cores:
         cores.warm_up_soon()
         with anyio.fail_after(10):
             await opener.waiting.wait()  # the warm-up is opening the core
             async with anyio.create_task_group() as group:
-                group.start_soon(call, cores)
+                group.start_soon(collect, cores, got)
                 await anyio.wait_all_tasks_blocked()  # the call waits for that opening
                 opener.release.set()
             await cores.warmed_up.wait()
